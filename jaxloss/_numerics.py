@@ -63,10 +63,14 @@ def guard_dead_rows(
 def masked_log_softmax(logits: jax.Array, where: jax.Array | None) -> jax.Array:
   """log_softmax over the last axis; masked classes (and -inf logits) give -inf."""
   z = safe_logits(logits, where)
-  lse = masked_logsumexp(z, where)
-  # Keep the subtraction finite for dead rows (all -inf) so gradients stay finite.
-  lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
-  return z - lse[..., None]
+  # A dead row (every class masked or -inf) would make logsumexp's gradient
+  # exp(-inf - -inf) = NaN, which a later `where` cannot undo (0 * NaN = NaN in
+  # the backward pass). So dead rows are computed on zeros and replaced by -inf
+  # afterwards: the replacement constant carries no gradient.
+  live = row_is_live(z, where)
+  z_safe = jnp.where(live[..., None], z, 0.0)
+  lse = masked_logsumexp(z_safe, None if where is None else where | ~live[..., None])
+  return jnp.where(live[..., None], z_safe - lse[..., None], -jnp.inf)
 
 
 def xlogy_safe(t: jax.Array, log_p: jax.Array) -> jax.Array:
