@@ -268,7 +268,7 @@ def label_smoothing_cross_entropy(
     >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0]])
     >>> print(jaxloss.label_smoothing_cross_entropy(
     ...     logits_BxC, jnp.array([0]), alpha=0.1).round(4))
-    [0.2798]
+    [0.3365]
 
   Reference: Szegedy et al., CVPR 2016, sec. 7; Müller, Kornblith & Hinton,
   "When does label smoothing help?", NeurIPS 2019. Matches

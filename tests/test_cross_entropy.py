@@ -27,9 +27,9 @@ def np_log_softmax(z, mask=None):
     z = np.where(mask, z, -np.inf)
   m = np.max(z, axis=-1, keepdims=True)
   m = np.where(np.isfinite(m), m, 0.0)
-  with np.errstate(divide="ignore"):
+  with np.errstate(divide="ignore", invalid="ignore"):
     lse = m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
-  return z - lse
+    return z - lse  # -inf - -inf = nan on fully masked rows; callers drop them
 
 
 def np_ce_targets(z, t, mask=None, w=None):
