@@ -1,0 +1,235 @@
+"""jaxloss.checked: checkify errors for out-of-range labels, bad targets and NaN logits."""
+
+import functools
+import importlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from jax.experimental import checkify
+
+import jaxloss
+
+# `jaxloss.checked` is the function (it shadows its module): fetch the module.
+checked_module = importlib.import_module("jaxloss.checked")
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+CE = jaxloss.softmax_cross_entropy_with_integer_labels
+
+
+def logits_and_labels(batch=6, k=10, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(batch, k)), rng.integers(0, k, size=batch)
+
+
+class LabelRangeTest(parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(-1, 10, 11, -100)
+  def test_out_of_range_raises(self, bad):
+    z, y = logits_and_labels()
+    y[3] = bad
+    err, loss = self.variant(jaxloss.checked(CE))(z, y)
+    with pytest.raises(checkify.JaxRuntimeError, match=(
+        r"softmax_cross_entropy_with_integer_labels: labels must be in \[0, 10\), got a "
+        rf"label outside that range \(first offending label: {bad}\)")):
+      err.throw()
+    # the loss itself is what the unchecked call returns: NaN for that example
+    chex.assert_trees_all_close(loss, CE(z, y))
+    assert np.isnan(loss[3]) and np.all(np.isfinite(np.delete(np.asarray(loss), 3)))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_valid_labels_pass(self):
+    z, y = logits_and_labels()
+    y[0], y[1] = 0, 9  # both ends of the range
+    err, loss = self.variant(jaxloss.checked(CE))(z, y)
+    assert err.get() is None
+    err.throw()  # no-op
+    chex.assert_trees_all_close(loss, CE(z, y))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_example_mask_skips_labels(self):
+    z, y = logits_and_labels()
+    y[2] = 99
+    keep = np.ones(6, bool)
+    keep[2] = False
+    fn = self.variant(jaxloss.checked(CE))
+    err, loss = fn(z, y, example_mask=keep)
+    assert err.get() is None
+    assert float(loss[2]) == 0.0
+    keep[2], keep[4] = True, False  # the bad label is no longer masked
+    err, _ = fn(z, y, example_mask=keep)
+    assert "first offending label: 99" in err.get()
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_ignore_index_skipped(self):
+    z, y = logits_and_labels()
+    y[1] = -100
+    fn = self.variant(functools.partial(
+        jaxloss.checked(jaxloss.cross_entropy), ignore_index=-100))
+    err, loss = fn(z, y)
+    assert err.get() is None
+    chex.assert_trees_all_close(loss, jaxloss.cross_entropy(z, y, ignore_index=-100))
+    y[2] = -1  # not the ignore_index: an error
+    err, _ = fn(z, y)
+    with pytest.raises(checkify.JaxRuntimeError,
+                       match=r"^cross_entropy: labels must be in \[0, 10\)"):
+      err.throw()
+    # without ignore_index, -100 itself is out of range
+    err, _ = jaxloss.checked(jaxloss.cross_entropy)(z, np.where(y == -1, 0, y))
+    assert "first offending label: -100" in err.get()
+
+  def test_class_axis(self):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(2, 4, 3))  # classes on axis 1 (PyTorch layout)
+    y = rng.integers(0, 4, size=(2, 3))
+    fn = jaxloss.checked(functools.partial(jaxloss.cross_entropy, axis=1, reduction="none"))
+    err, _ = fn(z, y)
+    assert err.get() is None
+    y[1, 2] = 4
+    err, _ = fn(z, y)
+    assert "labels must be in [0, 4)" in err.get()
+
+  def test_other_integer_label_losses(self):
+    z, y = logits_and_labels()
+    y[0] = 10
+    for fn in (jaxloss.label_smoothing_cross_entropy,
+               functools.partial(jaxloss.label_smoothing_cross_entropy, alpha=0.3),
+               jaxloss.nll_loss):
+      err, _ = jaxloss.checked(fn)(z, y)
+      name = getattr(fn, "func", fn).__name__
+      assert err.get().startswith(f"{name}: labels must be in [0, 10)"), err.get()
+
+  def test_jit_with_static_kwargs(self):
+    z, y = logits_and_labels()
+    y[5] = 12
+    hinge = importlib.import_module("jaxloss.hinge")  # `jaxloss.hinge` is margin.hinge
+    fn = jax.jit(jaxloss.checked(functools.partial(
+        hinge.multiclass_hinge_loss, kind="weston_watkins", margin=2.0)))
+    err, loss = fn(z, y)
+    assert err.get().startswith("multiclass_hinge_loss: labels must be in [0, 10)")
+    chex.assert_shape(loss, (6,))
+    # strings and Python scalars passed directly (no jit) stay static
+    err, _ = jaxloss.checked(hinge.multiclass_hinge_loss)(z, y, kind="weston_watkins")
+    assert err.get() is not None
+
+  def test_traces_once_under_jit(self):
+    z, y = logits_and_labels()
+    fn = jax.jit(jaxloss.checked(chex.assert_max_traces(CE, n=1)))
+    fn(z, y)
+    err, _ = fn(z + 1.0, (y + 1) % 10)
+    assert err.get() is None
+
+  def test_grad_through_checked(self):
+    z, y = logits_and_labels()
+    fn = jaxloss.checked(CE)
+
+    def total(x):
+      err, loss = fn(x, y)
+      return jnp.sum(loss), err
+
+    g, err = jax.grad(total, has_aux=True)(z)
+    assert err.get() is None
+    chex.assert_trees_all_close(g, jax.grad(lambda x: jnp.sum(CE(x, y)))(z))
+
+
+class TargetsAndLogitsTest(parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(1.5, -0.25, np.nan)
+  def test_probability_targets(self, bad):
+    z, y = logits_and_labels()
+    t = np.eye(10)[y]
+    err, _ = self.variant(jaxloss.checked(jaxloss.softmax_cross_entropy))(z, t)
+    assert err.get() is None
+    t[2, 3] = bad
+    err, _ = self.variant(jaxloss.checked(jaxloss.softmax_cross_entropy))(z, t)
+    with pytest.raises(checkify.JaxRuntimeError,
+                       match=r"softmax_cross_entropy: targets must be in \[0, 1\]"):
+      err.throw()
+
+  def test_sigmoid_family_rejects_pm1(self):
+    sigmoid = importlib.import_module("jaxloss.sigmoid")
+    z, y = logits_and_labels()
+    pm1 = 2 * np.eye(10)[y] - 1
+    for fn in (sigmoid.sigmoid_binary_cross_entropy, sigmoid.sigmoid_difference):
+      err, _ = jaxloss.checked(fn)(z, np.eye(10)[y])
+      assert err.get() is None
+      err, _ = jaxloss.checked(fn)(z, pm1)
+      assert err.get().startswith(f"{fn.__name__}: targets must be in [0, 1]")
+
+  def test_margin_losses_allow_pm1(self):
+    margin = importlib.import_module("jaxloss.margin")
+    z, y = logits_and_labels()
+    pm1 = 2 * np.eye(10)[y] - 1
+    fn = jaxloss.checked(margin.hinge)
+    err, loss = fn(z, pm1)
+    assert err.get() is None
+    chex.assert_trees_all_close(loss, margin.hinge(z, pm1))
+    err, _ = fn(z, 2 * pm1)
+    assert err.get().startswith("hinge: targets must be in [-1, 1]")
+    err, _ = fn(z, np.where(np.arange(6) == 0, 10, y))  # integer labels: one-vs-rest
+    assert err.get().startswith("hinge: labels must be in [0, 10)")
+
+  def test_nan_and_inf_logits(self):
+    z, y = logits_and_labels()
+    z[1, 2] = np.nan
+    err, _ = jaxloss.checked(CE)(z, y)
+    with pytest.raises(checkify.JaxRuntimeError,
+                       match="softmax_cross_entropy_with_integer_labels: logits contain NaN"):
+      err.throw()
+    z[1, 2] = np.inf
+    err, _ = jax.jit(jaxloss.checked(CE))(z, y)
+    assert "logits contain +inf" in err.get()
+    z[1, 2] = -np.inf  # -inf masks a class: allowed
+    y[1] = 0 if y[1] == 2 else y[1]
+    err, loss = jaxloss.checked(CE)(z, y)
+    assert err.get() is None and np.all(np.isfinite(loss))
+    # the first argument's own name is used (nll_loss takes log_probs)
+    err, _ = jaxloss.checked(jaxloss.nll_loss)(np.full((2, 3), np.nan), np.array([0, 1]))
+    assert err.get().startswith("nll_loss: log_probs contain NaN")
+
+  def test_unknown_function_generic_checks(self):
+    def my_loss(logits, targets, *, axis=-1):
+      return jnp.sum(jnp.square(logits - targets), axis=axis)
+
+    z, y = logits_and_labels()
+    err, _ = jaxloss.checked(my_loss)(z, 5.0 * np.eye(10)[y])
+    assert err.get() is None  # no target range known
+    err, _ = jaxloss.checked(my_loss, target_range=(0, 1))(z, 5.0 * np.eye(10)[y])
+    assert err.get().startswith("my_loss: targets must be in [0, 1]")
+
+    def my_ce(logits, labels):
+      return jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(
+          logits, labels[:, None], axis=-1)[:, 0]
+
+    err, _ = jaxloss.checked(my_ce)(z, np.full(6, 10))
+    assert err.get().startswith("my_ce: labels must be in [0, 10)")
+    # a same-named impostor of a jaxloss function does not borrow its rule
+    assert checked_module._rule_for(my_loss).target_range is None
+    assert checked_module._rule_for(jaxloss.softmax_cross_entropy).target_range == (0.0, 1.0)
+
+  def test_target_range_none_disables(self):
+    z, y = logits_and_labels()
+    t = np.eye(10)[y] * 2
+    err, _ = jaxloss.checked(jaxloss.softmax_cross_entropy, target_range=None)(z, t)
+    assert err.get() is None
+
+  def test_bad_use(self):
+    with pytest.raises(TypeError, match="expects a loss function"):
+      jaxloss.checked(3)
+    with pytest.raises(ValueError, match="target_range"):
+      jaxloss.checked(CE, target_range="strict")
+    z, y = logits_and_labels()
+    # trace-time errors of the loss itself still surface as Python exceptions
+    with pytest.raises(TypeError, match="one-hot"):
+      jaxloss.checked(CE)(z, np.eye(10)[y])
+
+  def test_rule_table_names_exist(self):
+    """Every function the table names exists in its module (catches typos)."""
+    for module, name in checked_module._RULES:
+      assert callable(getattr(importlib.import_module(module), name)), (module, name)
