@@ -1,0 +1,202 @@
+"""Per-class sigmoid losses: fast.ai's sigmoid difference ("mnist_loss") and the
+sigmoid binary cross-entropy (PyTorch's ``BCEWithLogitsLoss``).
+
+Each class is treated as an independent binary problem with probability
+``sigmoid(z_c)``; the per-example loss is the MEAN over the (unmasked) classes.
+Targets are one-hot, multi-hot or soft targets in ``[0, 1]`` of the logits'
+shape (integer class labels raise an error: pass ``jax.nn.one_hot(labels, K)``).
+For a single binary logit per example use logits and targets of shape
+``[..., 1]``. See `jaxloss._checks` for the shared conventions on ``axis`` and
+``where``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks
+from jaxloss.reductions import safe_divide
+
+__all__ = ["sigmoid_binary_cross_entropy", "sigmoid_difference"]
+
+
+def _prepare(logits, targets, axis, where, fn):
+  """Upcast, check targets and mask, move the class axis last."""
+  logits = _checks.check_logits(logits)
+  t = _checks.check_targets(logits, targets, axis, fn)
+  mask = _checks.check_class_mask(where, logits)
+  z = _checks.to_last_axis(logits, axis)
+  t = _checks.to_last_axis(t, axis)
+  mask = None if mask is None else _checks.to_last_axis(mask, axis)
+  return logits, z, t, mask
+
+
+def _class_vector(value, logits, axis, z, name):
+  """A scalar, a per-class ``[K]`` vector or an array broadcastable to the logits.
+
+  Returned broadcast to ``z`` (class axis last). A 1-D array of length K is
+  always read as one value per class, whatever ``axis`` is.
+  """
+  value = jnp.asarray(value).astype(z.dtype)
+  if value.ndim == 0:
+    return jnp.broadcast_to(value, z.shape)
+  if value.shape == (z.shape[-1],):
+    return jnp.broadcast_to(value, z.shape)
+  try:
+    value = jnp.broadcast_to(value, logits.shape)
+  except ValueError:
+    raise ValueError(
+        f"{name} must be a scalar, one value per class (shape ({z.shape[-1]},)) or "
+        f"broadcastable to the logits' shape {logits.shape}, got shape {value.shape}."
+    ) from None
+  return _checks.to_last_axis(value, axis)
+
+
+def _mean_over_classes(elem, mask, z):
+  """Mean over the last axis and the unmasked classes; 0 for a fully masked row."""
+  if mask is None:
+    return jnp.sum(elem, axis=-1) / z.shape[-1]
+  elem = jnp.where(mask, elem, 0.0)
+  return safe_divide(jnp.sum(elem, axis=-1), jnp.sum(mask, axis=-1).astype(z.dtype))
+
+
+def sigmoid_difference(logits, targets, *, axis: int = -1, where=None):
+  r"""Mean absolute difference between per-class sigmoid probabilities and targets.
+
+  .. math::
+    \ell = \frac{1}{K} \sum_c \left|\sigma(z_c) - t_c\right|
+    = \frac{1}{K} \sum_c \begin{cases} 1 - \sigma(z_c) & t_c = 1 \\
+      \sigma(z_c) & t_c = 0 \end{cases}
+
+  with the mean over the :math:`K` unmasked classes. On 0/1 targets this is the
+  ``mnist_loss`` of fast.ai's book, ``torch.where(targets == 1, 1 - p, p)``,
+  extended to one-hot / multi-hot targets; soft targets use the absolute
+  difference. The book's single-logit case is logits and targets of shape
+  ``[N, 1]``. The loss is bounded (in ``[0, 1]``) and its gradient,
+  :math:`\pm\sigma'(z_c)/K`, vanishes for confidently WRONG outputs as well as
+  for right ones, which is why it trains poorly compared to cross-entropy.
+
+  Args:
+    logits: ``[..., K, ...]`` floating logits (class axis ``axis``); ``[..., 1]``
+      for one binary logit per example (a 0-d scalar raises an error).
+    targets: the logits' shape; one-hot, multi-hot or soft targets in
+      ``[0, 1]`` (floating, integer or boolean). Integer class labels of the
+      per-example shape raise an error: pass ``jax.nn.one_hot(labels, K)``.
+    axis: the class axis.
+    where: optional boolean class mask broadcastable to ``logits.shape``;
+      masked classes take no part (the mean is over unmasked classes) and a
+      fully masked row gives 0. ``-inf`` logits are allowed anywhere (an
+      unmasked one counts as probability 0).
+
+  Returns:
+    Per-example losses ``[...]`` (the class axis removed), float32 for 16/32-bit
+    logits, float64 for float64 logits.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> targets_BxC = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> print(jaxloss.sigmoid_difference(logits_BxC, targets_BxC).round(4))
+    [0.296 0.5  ]
+
+  Reference: Howard & Gugger, *Deep Learning for Coders with fastai and
+  PyTorch* (2020), ch. 4, ``mnist_loss``.
+  """
+  logits, z, t, mask = _prepare(logits, targets, axis, where, "sigmoid_difference")
+  # Infinite and masked logits are replaced by 0 before the sigmoid (double
+  # where: the unused branch is differentiated too); infinite ones get their
+  # limit probability (0 or 1, a constant with zero gradient) afterwards.
+  infinite = jnp.isinf(z)
+  skip = infinite if mask is None else infinite | ~mask
+  zs = jnp.where(skip, 0.0, z)
+  # sigma(z) - t written as (1 - t) sigma(z) - t sigma(-z) (equal, since
+  # sigma(-z) = 1 - sigma(z)): for t = 1 it is -sigma(-z) and for t = 0 it is
+  # sigma(z), so no 1 - sigma(z) cancellation at saturated logits (in float32
+  # sigma(20) rounds to 1, sigma(-20) = 2e-9 does not underflow).
+  diff = (1.0 - t) * jax.nn.sigmoid(zs) - t * jax.nn.sigmoid(-zs)
+  diff = jnp.where(infinite, (z > 0).astype(z.dtype) - t, diff)
+  # |.| is not differentiable at 0, which a finite logit never reaches on 0/1
+  # targets (0 < sigma(z) < 1); JAX's derivative of abs at 0 is 0, not NaN.
+  return _mean_over_classes(jnp.abs(diff), mask, z)
+
+
+def sigmoid_binary_cross_entropy(
+    logits, targets, *, axis: int = -1, where=None, pos_weight=None, weights=None,
+):
+  r"""Per-class sigmoid binary cross-entropy with logits, mean over the classes.
+
+  .. math::
+    \ell = \frac{1}{K} \sum_c w_c \left[\, p_c\, t_c \operatorname{softplus}(-z_c)
+      + (1 - t_c) \operatorname{softplus}(z_c) \right]
+
+  with :math:`p_c` the ``pos_weight`` (1 by default), :math:`w_c` the class
+  ``weights`` (1 by default) and the mean over the :math:`K` unmasked classes
+  (the weights do not enter the denominator). Without ``pos_weight`` each term
+  is computed as :math:`\max(z, 0) - z t + \log(1 + e^{-|z|})`, which neither
+  overflows nor loses the small terms of saturated logits.
+
+  Infinite logits: a term is 0 (with zero gradient) when its target agrees
+  (``-inf`` with ``t = 0``, ``+inf`` with ``t = 1``) and ``+inf`` otherwise,
+  e.g. a ``-inf`` logit with target 1. Value, `jax.grad` and `jax.jacfwd` are
+  NaN-free in both cases.
+
+  Args:
+    logits: ``[..., K, ...]`` floating logits (class axis ``axis``); ``[..., 1]``
+      for one binary logit per example.
+    targets: the logits' shape; one-hot, multi-hot or soft targets in
+      ``[0, 1]``. Integer class labels of the per-example shape raise an error.
+    axis: the class axis.
+    where: optional boolean class mask broadcastable to ``logits.shape``;
+      masked classes take no part and a fully masked row gives 0.
+    pos_weight: optional weight of the positive part, non-negative; a scalar,
+      one value per class ``[K]``, or an array broadcastable to the logits'
+      shape (PyTorch's ``pos_weight``).
+    weights: optional per-class weights ``[K]`` multiplying each class term
+      (PyTorch's ``weight`` restricted to the class axis).
+
+  Returns:
+    Per-example losses ``[...]``, float32 for 16/32-bit logits, float64 for
+    float64 logits. Equals ``torch.nn.functional.binary_cross_entropy_with_logits(
+    z, t, weight=w, pos_weight=p, reduction="none").mean(-1)`` and
+    ``optax.sigmoid_binary_cross_entropy(z, t).mean(-1)``.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> targets_BxC = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> print(jaxloss.sigmoid_binary_cross_entropy(logits_BxC, targets_BxC).round(4))
+    [0.3778 0.6931]
+
+  Reference: ``torch.nn.BCEWithLogitsLoss`` (``weight``, ``pos_weight``);
+  ``optax.sigmoid_binary_cross_entropy``.
+  """
+  logits, z, t, mask = _prepare(
+      logits, targets, axis, where, "sigmoid_binary_cross_entropy")
+  w = _checks.check_class_weights(weights, z.shape[-1], z.dtype)
+  w = None if w is None else jnp.broadcast_to(w, z.shape)
+  pw = None if pos_weight is None else _class_vector(
+      pos_weight, logits, axis, z, "pos_weight")
+  # Infinite and masked logits are replaced by 0 before any non-linear function
+  # (double where), and their terms are selected afterwards.
+  infinite = jnp.isinf(z)
+  skip = infinite if mask is None else infinite | ~mask
+  zs = jnp.where(skip, 0.0, z)
+  # log(1 + exp(-|z|)) is in (0, log 2]: exp never overflows, and log1p keeps
+  # the tiny tail of saturated logits.
+  tail = jnp.log1p(jnp.exp(-jnp.abs(zs)))
+  if pw is None:
+    elem = jnp.maximum(zs, 0.0) - zs * t + tail
+  else:
+    softplus_pos = jnp.maximum(zs, 0.0) + tail  # softplus(z) = -log(1 - sigmoid(z))
+    softplus_neg = jnp.maximum(-zs, 0.0) + tail  # softplus(-z) = -log sigmoid(z)
+    elem = pw * t * softplus_neg + (1.0 - t) * softplus_pos
+  if w is not None:
+    elem = w * elem
+  # An infinite logit: the coefficient of the diverging softplus decides
+  # between 0 (it is 0: the target agrees) and +inf; no inf * 0 is formed.
+  coef = jnp.where(z > 0, 1.0 - t, t if pw is None else pw * t)
+  if w is not None:
+    coef = coef * w
+  elem = jnp.where(infinite, jnp.where(coef > 0, jnp.inf, 0.0).astype(z.dtype), elem)
+  return _mean_over_classes(elem, mask, z)

@@ -1,0 +1,153 @@
+"""Squared-error classification losses with integer labels: the Brier score
+(on softmax probabilities) and Hui & Belkin's square loss (on raw logits).
+
+Per-example outputs have the logits' shape without the class axis; see
+`jaxloss._checks` for the shared conventions on ``axis`` and ``where``. Masked
+classes take no part at all: not in the softmax, not in the sums, not in the
+class count. A label pointing at a masked class is therefore not seen by the
+loss (its term is left out like every masked one); cross-entropy would give
+``+inf`` there.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks
+from jaxloss import _numerics
+from jaxloss.reductions import safe_divide
+
+__all__ = ["brier_score", "square_loss"]
+
+
+def _prepare(logits, labels, axis, where, fn):
+  """Upcast, check labels and mask, move the class axis last; label one-hot and range."""
+  logits = _checks.check_logits(logits)
+  labels = _checks.check_integer_labels(logits, labels, axis, fn)
+  mask = _checks.check_class_mask(where, logits)
+  z = _checks.to_last_axis(logits, axis)
+  mask = None if mask is None else _checks.to_last_axis(mask, axis)
+  num_classes = z.shape[-1]
+  in_range = (labels >= 0) & (labels < num_classes)
+  # Explicit [..., 1] vs [K] comparison broadcast (rank promotion is an error in tests).
+  is_label = jnp.expand_dims(labels, -1) == jnp.broadcast_to(
+      jnp.arange(num_classes, dtype=labels.dtype), z.shape[:-1] + (num_classes,))
+  return z, mask, is_label, in_range
+
+
+def brier_score(logits, labels, *, axis: int = -1, where=None):
+  r"""Brier score: squared distance between softmax probabilities and the one-hot label.
+
+  .. math::
+    \ell = \sum_c \left(\operatorname{softmax}(z)_c - [c = y]\right)^2
+    = (1 - p_y)^2 + \sum_{c \ne y} p_c^2 \in [0, 2]
+
+  with the softmax and the sum over the unmasked classes. It is 0 exactly when
+  the label gets probability 1, and 2 when another class does. ``-inf`` logits
+  get probability 0. Each squared difference is non-negative, so the sum is
+  never below 0 through rounding (unlike ``sum p^2 - 2 p_y + 1``).
+
+  Args:
+    logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
+    labels: integer labels, the logits' shape without the class axis. One-hot
+      targets raise an error: pass ``targets.argmax(axis)``.
+    axis: the class axis.
+    where: optional boolean class mask broadcastable to ``logits.shape``;
+      masked classes take no part (see the module docstring) and a row with no
+      unmasked finite logit gives 0.
+
+  Returns:
+    Per-example scores ``[...]``, float32 for 16/32-bit logits, float64 for
+    float64 logits. An out-of-range label gives NaN for that example (as the
+    cross-entropy losses do): labels cannot be range-checked at trace time.
+    Wrap the call in `jaxloss.checked` to get an error instead.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> labels_B = jnp.array([0, 2])
+    >>> print(jaxloss.brier_score(logits_BxC, labels_B).round(4))
+    [0.0392 0.6667]
+
+  Reference: Brier, "Verification of Forecasts Expressed in Terms of
+  Probability", Monthly Weather Review 78 (1950); also ``jaxloss.metrics.brier_score``.
+  """
+  z, mask, is_label, in_range = _prepare(logits, labels, axis, where, "brier_score")
+  # Classes that take part in the softmax: unmasked and above -inf. Everything
+  # else is set to 0 before exp (double where: a -inf logit would make exp's
+  # derivative NaN in the unused branch) and gets probability exactly 0.
+  live_cls = z > -jnp.inf
+  if mask is not None:
+    live_cls = live_cls & mask
+  live = jnp.any(live_cls, axis=-1)
+  # softmax as exp(z - max) / sum, not exp(log_softmax): for logits like
+  # [1e4, 1e4] float32 cannot hold 1e4 + log 2 accurately, so log_softmax is
+  # off by ~5e-4, while z - max is exact. The max is a constant shift (the
+  # softmax does not depend on it), so it carries no gradient.
+  zs = jnp.where(live_cls, z, 0.0)
+  shift = jax.lax.stop_gradient(
+      jnp.max(jnp.where(live_cls, zs, -jnp.inf), axis=-1, keepdims=True))
+  shift = jnp.where(live[..., None], shift, 0.0)  # dead row: max of nothing is -inf
+  e = jnp.where(live_cls, jnp.exp(jnp.where(live_cls, zs - shift, 0.0)), 0.0)
+  total = jnp.sum(e, axis=-1, keepdims=True)
+  p = e / jnp.where(live[..., None], total, 1.0)  # total >= 1 in a live row
+  sq = jnp.square(p - is_label.astype(z.dtype))
+  if mask is not None:
+    sq = jnp.where(mask, sq, 0.0)
+  loss = jnp.where(in_range, jnp.sum(sq, axis=-1), jnp.nan)
+  return _numerics.finalize(loss, live=live)
+
+
+def square_loss(logits, labels, *, axis: int = -1, where=None, k=1.0, m=1.0):
+  r"""Square loss on raw logits against a (rescaled) one-hot target.
+
+  .. math::
+    \ell = \frac{1}{K} \left[ k\,(z_y - m)^2 + \sum_{c \ne y} z_c^2 \right]
+
+  with :math:`K` the number of unmasked classes and the sum over them.
+  ``k = m = 1`` is the plain mean squared error against the one-hot vector;
+  Hui & Belkin rescale the true-class term by ``k`` and its target by ``m``
+  for many classes (e.g. ``k=1, m=15`` on ImageNet). No softmax: the logits
+  are regressed directly, so predictions are ``argmax(z)``.
+
+  Args:
+    logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
+    labels: integer labels, the logits' shape without the class axis.
+    axis: the class axis.
+    where: optional boolean class mask broadcastable to ``logits.shape``;
+      masked classes take no part (any value behind the mask, ``-inf``
+      included) and a fully masked row gives 0. An UNMASKED ``-inf`` logit
+      gives ``+inf``.
+    k: weight of the true-class term.
+    m: target value of the true-class logit.
+
+  Returns:
+    Per-example losses ``[...]``, float32 for 16/32-bit logits, float64 for
+    float64 logits; NaN for an out-of-range label (see `jaxloss.checked`).
+
+  Example:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> labels_B = jnp.array([0, 2])
+    >>> print(jaxloss.square_loss(logits_BxC, labels_B).round(4))
+    [0.6667 0.3333]
+
+  Reference: Hui & Belkin, "Evaluation of Neural Architectures Trained with
+  Square Loss vs Cross-Entropy in Classification Tasks", ICLR 2021, sec. 3.
+  """
+  z, mask, is_label, in_range = _prepare(logits, labels, axis, where, "square_loss")
+  dtype = z.dtype
+  # Masked logits (possibly -inf) are replaced by 0 before squaring (double
+  # where): (-inf)^2 has derivative -inf, and 0 * -inf = NaN in the backward pass.
+  zs = z if mask is None else jnp.where(mask, z, 0.0)
+  k = jnp.asarray(k, dtype)
+  m = jnp.asarray(m, dtype)
+  sq = jnp.where(is_label, k * jnp.square(zs - m), jnp.square(zs))
+  if mask is None:
+    total = jnp.sum(sq, axis=-1)
+    loss = total / z.shape[-1]
+  else:
+    total = jnp.sum(jnp.where(mask, sq, 0.0), axis=-1)
+    loss = safe_divide(total, jnp.sum(mask, axis=-1).astype(dtype))
+  return jnp.where(in_range, loss, jnp.nan)
