@@ -1,0 +1,236 @@
+"""jaxloss.registry: every built-in name trains, predicts and resolves as documented."""
+
+import dataclasses
+import functools
+import importlib
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+import jaxloss
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+B, K = 8, 10
+NAMES = jaxloss.available()
+REQUIRED = (
+    "softmax_cross_entropy", "sigmoid_difference", "sigmoid_binary_cross_entropy",
+    "multilabel_bce", "label_smoothing", "softmax_focal", "sigmoid_focal", "poly1", "brier",
+    "square_loss", "multiclass_hinge", "multiclass_hinge_ww", "ovr_hinge",
+    "ovr_squared_hinge", "ovr_smooth_hinge", "ovr_logistic", "ovr_exponential",
+    "ovr_savage", "ovr_tangent", "ovr_square",
+)
+
+
+def batch(seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(B, K)), rng.integers(0, K, size=B)
+
+
+class EveryLossTest(parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*NAMES)
+  def test_loss_from_labels(self, name):
+    spec = jaxloss.get(name)
+    z, y = batch()
+    loss = self.variant(spec.loss_from_labels)(z, y)
+    chex.assert_shape(loss, ())
+    assert np.isfinite(loss), (name, loss)
+    # loss_from_labels == loss(logits, targets(labels, K)) == mean of per_example
+    targets = spec.targets(y, K)
+    chex.assert_trees_all_close(self.variant(spec.loss)(z, targets), loss, rtol=1e-12)
+    per_example = spec.per_example(z, targets)
+    chex.assert_shape(per_example, (B,))
+    chex.assert_trees_all_close(jnp.mean(per_example), loss, rtol=1e-12)
+
+  @parameterized.parameters(*NAMES)
+  def test_grad_finite_and_jit(self, name):
+    spec = jaxloss.get(name)
+    z, y = batch(1)
+    g = jax.jit(jax.grad(spec.loss_from_labels))(z, y)
+    chex.assert_shape(g, (B, K))
+    assert np.all(np.isfinite(g)), name
+    assert np.any(g != 0), name
+
+  @parameterized.parameters(*NAMES)
+  def test_correct_logits_beat_wrong_ones(self, name):
+    spec = jaxloss.get(name)
+    _, y = batch(2)
+    right = 10.0 * jax.nn.one_hot(y, K, dtype=jnp.float64)
+    wrong = 10.0 * jax.nn.one_hot((y + 1) % K, K, dtype=jnp.float64)
+    assert spec.loss_from_labels(right, y) < spec.loss_from_labels(wrong, y), name
+    # and the prediction at the right logits is right
+    if spec.prediction == "argmax":
+      np.testing.assert_array_equal(spec.predict(right), y)
+    else:
+      np.testing.assert_array_equal(spec.predict(right), np.eye(K, dtype=bool)[y])
+
+  @parameterized.parameters(*NAMES)
+  def test_predict_probabilities_where(self, name):
+    spec = jaxloss.get(name)
+    z, y = batch(3)
+    pred = spec.predict(z)
+    if spec.prediction == "argmax":
+      chex.assert_shape(pred, (B,))
+      assert jnp.issubdtype(pred.dtype, jnp.integer)
+      np.testing.assert_array_equal(pred, np.argmax(z, -1))
+    else:
+      chex.assert_shape(pred, (B, K))
+      assert pred.dtype == jnp.bool_
+    p = spec.probabilities(z)
+    chex.assert_shape(p, (B, K))
+    assert np.all((p >= 0) & (p <= 1))
+    if spec.activation != "sigmoid":
+      np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-12)
+    # a per-example mask in loss: masked examples take no part
+    keep = np.arange(B) % 3 != 0
+    got = spec.loss_from_labels(z, y, where=keep)
+    chex.assert_trees_all_close(got, spec.loss_from_labels(z[keep], y[keep]), rtol=1e-12)
+
+  @parameterized.parameters(*NAMES)
+  def test_spec_fields(self, name):
+    spec = jaxloss.get(name)
+    assert spec.name == name
+    assert spec.target_kind in ("integer", "one_hot", "multi_hot", "pm1")
+    assert spec.activation in ("softmax", "sigmoid", "none")
+    assert spec.prediction in ("argmax", "threshold")
+    assert isinstance(spec.per_example, functools.partial)
+    assert spec.per_example.keywords == dict(spec.hyperparams)
+    for line in (spec.description, spec.reference):
+      assert line and "\n" not in line
+    assert spec.multiclass == (name in jaxloss.multiclass())
+
+
+class RegistryTest(parameterized.TestCase):
+
+  def test_required_names(self):
+    assert set(REQUIRED) <= set(NAMES)
+    assert NAMES == sorted(NAMES)
+    assert "ce" not in NAMES and "bce" not in NAMES  # no aliases
+    assert jaxloss.multiclass() == [n for n in NAMES if n != "multilabel_bce"]
+
+  @parameterized.parameters(
+      ("ce", "softmax_cross_entropy"), ("cross_entropy", "softmax_cross_entropy"),
+      ("CE", "softmax_cross_entropy"), ("mnist_loss", "sigmoid_difference"),
+      ("mnist-loss", "sigmoid_difference"), ("sigdiff", "sigmoid_difference"),
+      ("bce", "sigmoid_binary_cross_entropy"), ("ovr-hinge", "ovr_hinge"))
+  def test_aliases(self, alias, name):
+    spec = jaxloss.get(alias)
+    assert spec.name == name
+    assert spec.per_example.func is jaxloss.get(name).per_example.func
+
+  def test_kinds_of_named_losses(self):
+    sig = jaxloss.get("sigmoid_difference")
+    assert (sig.target_kind, sig.activation, sig.prediction) == ("one_hot", "sigmoid", "argmax")
+    ml = jaxloss.get("multilabel_bce")
+    assert (ml.target_kind, ml.activation, ml.prediction, ml.multiclass) == (
+        "multi_hot", "sigmoid", "threshold", False)
+    margin = importlib.import_module("jaxloss.margin")
+    ovr = jaxloss.get("ovr_savage")
+    assert ovr.per_example.func is margin.savage
+    assert (ovr.target_kind, ovr.activation, ovr.prediction) == ("integer", "none", "argmax")
+    assert jaxloss.get("multiclass_hinge").hyperparams["kind"] == "crammer_singer"
+    assert jaxloss.get("multiclass_hinge_ww").hyperparams["kind"] == "weston_watkins"
+    assert dict(jaxloss.get("square_loss").hyperparams) == {"k": 1.0, "m": 1.0}
+    assert jaxloss.get("softmax_focal").hyperparams["gamma"] == 2.0
+
+  def test_ce_is_the_integer_label_loss(self):
+    z, y = batch(4)
+    chex.assert_trees_all_close(
+        jaxloss.get("ce").per_example(z, y),
+        jaxloss.softmax_cross_entropy_with_integer_labels(z, y))
+    chex.assert_trees_all_close(
+        jaxloss.get("ce").loss_from_labels(z, y),
+        jaxloss.cross_entropy(z, y), rtol=1e-12)
+
+  def test_unknown_name_lists_names(self):
+    with pytest.raises(ValueError, match="Unknown loss 'nope'") as info:
+      jaxloss.get("nope")
+    message = str(info.value)
+    for name in NAMES:
+      assert name in message
+    assert "ce -> softmax_cross_entropy" in message
+    with pytest.raises(TypeError, match="must be a string"):
+      jaxloss.get(3)
+
+  def test_hyperparameter_override(self):
+    spec = jaxloss.get("label_smoothing", alpha=0.2)
+    assert dict(spec.hyperparams) == {"alpha": 0.2}
+    assert dict(jaxloss.get("label_smoothing").hyperparams) == {"alpha": 0.1}  # no state
+    z, y = batch(5)
+    chex.assert_trees_all_close(
+        spec.per_example(z, y), jaxloss.label_smoothing_cross_entropy(z, y, alpha=0.2))
+    hinge = jaxloss.get("multiclass_hinge", kind="weston_watkins", margin=2.0)
+    assert hinge.hyperparams["margin"] == 2.0
+    w = np.linspace(0.5, 1.5, K)
+    weighted = jaxloss.get("ce", weights=w)
+    chex.assert_trees_all_close(
+        weighted.per_example(z, y),
+        jaxloss.softmax_cross_entropy_with_integer_labels(z, y, weights=w))
+
+  def test_bad_hyperparameter(self):
+    with pytest.raises(TypeError, match=re.escape(
+        "Loss 'label_smoothing' (label_smoothing_cross_entropy) got unknown "
+        "hyperparameter(s) gamma; valid hyperparameters: alpha")):
+      jaxloss.get("label_smoothing", gamma=2.0)
+    with pytest.raises(TypeError, match="valid hyperparameters: .*gamma"):
+      jaxloss.get("softmax_focal", epsilon=1.0)
+    with pytest.raises(TypeError, match=r"valid hyperparameters: \(none\)"):
+      jaxloss.get("ovr_hinge", margin=1.0)
+    with pytest.raises(TypeError, match="unknown hyperparameter.*axis"):
+      jaxloss.get("ce", axis=0)  # layout, not a hyperparameter
+
+  def test_read_only(self):
+    spec = jaxloss.get("label_smoothing")
+    with pytest.raises(TypeError):
+      spec.hyperparams["alpha"] = 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      spec.name = "other"
+    registry = importlib.import_module("jaxloss.registry")
+    with pytest.raises(TypeError):
+      registry._BUILTINS["mine"] = None
+    assert not hasattr(registry, "register")
+
+  def test_targets(self):
+    y = jnp.array([0, 2, 1])
+    eye = np.eye(3, dtype=np.float32)
+    spec = jaxloss.get("ce")
+    assert spec.targets(y, 3) is not None
+    np.testing.assert_array_equal(spec.targets(y, 3), y)
+    onehot = jaxloss.get("bce").targets(y, 3)
+    assert onehot.dtype == jnp.float32
+    np.testing.assert_array_equal(onehot, eye[y])
+    np.testing.assert_array_equal(jaxloss.get("multilabel_bce").targets(y, 3), eye[y])
+    multi_hot = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(jaxloss.get("multilabel_bce").targets(multi_hot, 3),
+                                  multi_hot)
+    pm1 = dataclasses.replace(jaxloss.get("ovr_hinge"), target_kind="pm1")
+    np.testing.assert_array_equal(pm1.targets(y, 3), 2 * eye[y] - 1)
+    # the margin losses accept +-1 targets as well: same loss as integer labels
+    z = np.random.default_rng(6).normal(size=(3, 3))
+    chex.assert_trees_all_close(pm1.loss_from_labels(z, y),
+                                jaxloss.get("ovr_hinge").loss_from_labels(z, y))
+
+  def test_custom_spec_validation(self):
+    with pytest.raises(ValueError, match="target_kind must be one of"):
+      jaxloss.LossSpec("x", jaxloss.softmax_cross_entropy, "soft", "softmax", "argmax")
+    with pytest.raises(ValueError, match="activation must be one of"):
+      jaxloss.LossSpec("x", jaxloss.softmax_cross_entropy, "one_hot", "relu", "argmax")
+    params = {"a": 1}
+    spec = jaxloss.LossSpec("x", jaxloss.softmax_cross_entropy, "one_hot", "softmax",
+                            "argmax", hyperparams=params)
+    params["a"] = 2
+    assert spec.hyperparams["a"] == 1  # a private copy
+
+  def test_checked_integration(self):
+    z, y = batch(7)
+    y[0] = K
+    for name in ("ce", "label_smoothing", "softmax_focal", "multiclass_hinge", "ovr_hinge"):
+      err, _ = jax.jit(jaxloss.checked(jaxloss.get(name).per_example))(z, y)
+      assert err.get() is not None and "labels must be in [0, 10)" in err.get(), name
