@@ -1,0 +1,432 @@
+"""Functional training core: pure steps, one jitted program per epoch, seeds in parallel.
+
+Layers, from pure functions to the host-side driver:
+
+* `make_train_step`: ``train_step(state, batch) -> (state, metrics)``, pure.
+* `make_train_epoch`: one epoch of one seed: shuffle with an explicit PRNG key
+  (``jax.random.permutation``), drop the ragged last batch, gather the data into a
+  ``[steps, B, ...]`` array on the device and `lax.scan` the step over it;
+  returns the new state and the epoch-mean train metrics.
+* `make_evaluate`: logits of a whole split in fixed-size chunks (`lax.map`, no
+  gradients), then accuracy, NLL, ECE and mean confidence.
+* `make_epoch_program`: train epoch + evaluation of every seed, `jax.vmap`-ed
+  over the seed axis of the states and keys (the data is shared), as ONE
+  function to `jax.jit`. Vmapping turns each layer's matmuls of all seeds into
+  one batched matmul, which keeps a CPU's cores busy with a small MLP.
+* `iterate_training` / `train`: the host-side driver. It compiles the epoch
+  program once (ahead of time, so compile time is reported on its own) and
+  calls it once per epoch; the only host round-trip per epoch is reading the
+  per-seed metrics at its end.
+
+Calibration metrics (NLL, ECE, confidence) always use ``softmax(logits)`` as the
+predicted probabilities, whatever the training loss: a convention that makes
+every loss comparable (for margin losses the logits are not trained to be
+log-probabilities, so their "calibration" is that of the softmax of the scores).
+
+Randomness: seed ``s`` uses ``jax.random.key(s)`` split into an init key and a
+data key; epoch ``e`` shuffles with ``fold_in(data_key, e)``. Runs are therefore
+reproducible, and each seed has its own initialization and its own data order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxloss.cross_entropy import softmax_cross_entropy_with_integer_labels
+from jaxloss.metrics import expected_calibration_error
+from jaxloss.train import sharding as sharding_lib
+from jaxloss.train.model import MLP
+from jaxloss.train.optim import make_optimizer
+
+__all__ = [
+    "EVAL_METRICS",
+    "EpochResult",
+    "TRAIN_METRICS",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "argmax_predict",
+    "init_state",
+    "iterate_training",
+    "make_batched_apply",
+    "make_epoch_program",
+    "make_evaluate",
+    "make_train_epoch",
+    "make_train_step",
+    "seed_keys",
+    "train",
+]
+
+Array = jax.Array
+LossFn = Callable[[Array, Array], Array]
+PredictFn = Callable[[Array], Array]
+
+TRAIN_METRICS = ("train_loss", "train_accuracy")
+EVAL_METRICS = ("test_accuracy", "test_nll", "test_ece", "test_confidence")
+ECE_BINS = 15
+
+
+@flax.struct.dataclass
+class TrainState:
+  """What changes during training: step counter, parameters, optimizer state (a pytree)."""
+
+  step: Array
+  params: Any
+  opt_state: Any
+
+
+def argmax_predict(logits_BxC: Array) -> Array:
+  """Default prediction: ``argmax(logits, -1)``, int32 ``[B]``."""
+  return jnp.argmax(logits_BxC, axis=-1).astype(jnp.int32)
+
+
+def init_state(model, tx: optax.GradientTransformation, key: Array, sample_x: Array) -> TrainState:
+  """Initial state of one seed: ``model.init(key, sample_x)["params"]`` and ``tx.init``."""
+  params = model.init(key, sample_x)["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, loss_fn: LossFn,
+                    predict_fn: PredictFn | None = None):
+  """A pure training step ``train_step(state, batch) -> (state, metrics)``.
+
+  Args:
+    apply_fn: ``apply_fn({"params": params}, images) -> logits [B, C]`` (e.g.
+      ``MLP(...).apply``).
+    tx: the Optax optimizer.
+    loss_fn: ``loss_fn(logits [B, C], labels [B]) -> scalar`` (e.g. a registry
+      spec's ``loss_from_labels``).
+    predict_fn: ``predict_fn(logits) -> labels [B]`` for the batch accuracy;
+      default `argmax_predict`.
+
+  Returns:
+    ``train_step(state, (images [B, ...], labels [B] int32))`` returning the
+    updated `TrainState` and ``{"train_loss", "train_accuracy"}`` (scalars; the
+    loss and accuracy of the batch before the update).
+  """
+  predict_fn = argmax_predict if predict_fn is None else predict_fn
+
+  def train_step(state: TrainState, batch: tuple[Array, Array]):
+    images, labels = batch
+
+    def objective(params):
+      logits = apply_fn({"params": params}, images)
+      return loss_fn(logits, labels), logits
+
+    (loss, logits), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    correct = (predict_fn(logits) == labels).astype(jnp.float32)
+    metrics = {"train_loss": loss.astype(jnp.float32), "train_accuracy": jnp.mean(correct)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_train_epoch(train_step: Callable, batch_size: int, *, mesh=None):
+  """One epoch of one seed as a pure function (vmap-, jit- and scan-friendly).
+
+  Args:
+    train_step: from `make_train_step`.
+    batch_size: examples per step; the last ``N % batch_size`` examples of each
+      shuffled epoch are dropped (a different set every epoch).
+    mesh: optional ``("batch",)`` mesh (`jaxloss.train.sharding.make_mesh`):
+      the ``[steps, B, ...]`` array is split along ``B`` over its devices.
+
+  Returns:
+    ``train_epoch(state, key, images [N, ...], labels [N]) -> (state, metrics)``
+    with the epoch means of the step metrics.
+  """
+
+  def train_epoch(state: TrainState, key: Array, images: Array, labels: Array):
+    n = images.shape[0]
+    steps = n // batch_size
+    if steps == 0:
+      raise ValueError(f"batch_size={batch_size} exceeds the {n} training examples.")
+    idx = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+    # One gather builds the whole shuffled epoch [steps, B, ...] on the device
+    # (uint8 images: 47 MB for MNIST); scan then just slices it step by step.
+    xs = sharding_lib.constrain_batch(images[idx], mesh, axis=1)
+    ys = sharding_lib.constrain_batch(labels[idx], mesh, axis=1)
+    state, metrics = jax.lax.scan(train_step, state, (xs, ys))
+    return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
+  return train_epoch
+
+
+def make_batched_apply(apply_fn: Callable, *, batch_size: int = 1000, mesh=None):
+  """Logits of a whole split, computed in fixed-size chunks (no gradients).
+
+  The split is zero-padded to a multiple of ``batch_size``, its logits computed
+  chunk by chunk with `lax.map` (memory bounded by one chunk's activations),
+  and the padding dropped.
+
+  Returns:
+    ``logits_fn(params, images [N, ...]) -> logits [N, C]``, pure (jit and
+    vmap it, e.g. ``jax.vmap(logits_fn, in_axes=(0, None))(state.params, x)``
+    for the ``[S, N, C]`` logits of every seed).
+  """
+
+  def logits_fn(params, images: Array) -> Array:
+    n = images.shape[0]
+    chunk = min(batch_size, n)
+    chunks = -(-n // chunk)
+    pad = chunks * chunk - n
+    x = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
+    x = sharding_lib.constrain_batch(x.reshape((chunks, chunk) + images.shape[1:]), mesh, axis=1)
+    logits = jax.lax.map(lambda xb: apply_fn({"params": params}, xb), x)
+    return jax.lax.stop_gradient(logits.reshape((chunks * chunk, -1))[:n])
+
+  return logits_fn
+
+
+def make_evaluate(apply_fn: Callable, *, batch_size: int = 1000,
+                  predict_fn: PredictFn | None = None, mesh=None):
+  """Evaluation of one parameter set on a whole split (logits by `make_batched_apply`).
+
+  Returns:
+    ``evaluate(params, images [N, ...], labels [N]) -> metrics`` with
+    ``test_accuracy`` (``predict_fn(logits) == labels``), ``test_nll`` (mean
+    ``-log softmax(logits)[label]``), ``test_ece`` (15-bin expected calibration
+    error of ``softmax(logits)``) and ``test_confidence`` (mean max softmax
+    probability), float32 scalars. The padding of the last chunk never enters
+    a metric.
+  """
+  predict_fn = argmax_predict if predict_fn is None else predict_fn
+  logits_fn = make_batched_apply(apply_fn, batch_size=batch_size, mesh=mesh)
+
+  def evaluate(params, images: Array, labels: Array):
+    logits = logits_fn(params, images)
+    correct = (predict_fn(logits) == labels).astype(jnp.float32)
+    confidence = jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1)
+    return {
+        "test_accuracy": jnp.mean(correct),
+        "test_nll": jnp.mean(softmax_cross_entropy_with_integer_labels(logits, labels)),
+        "test_ece": expected_calibration_error(logits, labels, num_bins=ECE_BINS),
+        "test_confidence": jnp.mean(confidence),
+    }
+
+  return evaluate
+
+
+def make_epoch_program(train_epoch: Callable, evaluate: Callable, *, mesh=None):
+  """Train + evaluate every seed for one epoch: a single function for `jax.jit`.
+
+  Returns:
+    ``program(states, data_keys, epoch, train_x, train_y, test_x, test_y) ->
+    (states, metrics)`` where `states` and `data_keys` carry a leading seed
+    axis ``S``, `epoch` is an int32 scalar (a traced argument, so the program
+    is compiled once for all epochs), and `metrics` maps each name of
+    `TRAIN_METRICS` + `EVAL_METRICS` to an ``[S]`` array.
+  """
+
+  def one_seed(state, data_key, epoch, train_x, train_y, test_x, test_y):
+    state, train_metrics = train_epoch(state, jax.random.fold_in(data_key, epoch), train_x, train_y)
+    return state, {**train_metrics, **evaluate(state.params, test_x, test_y)}
+
+  batched = jax.vmap(one_seed, in_axes=(0, 0, None, None, None, None, None))
+
+  def program(states, data_keys, epoch, train_x, train_y, test_x, test_y):
+    states, metrics = batched(states, data_keys, epoch, train_x, train_y, test_x, test_y)
+    # Keep the state replicated across the mesh so that the next epoch's call
+    # sees exactly the shardings this program was compiled for.
+    return sharding_lib.constrain_replicated(states, mesh), metrics
+
+  return program
+
+
+def seed_keys(seeds: Sequence[int]) -> tuple[Array, Array]:
+  """Per-seed ``(init_keys [S], data_keys [S])``: ``split(jax.random.key(seed))``."""
+  keys = jnp.stack([jax.random.split(jax.random.key(int(s))) for s in seeds])
+  return keys[:, 0], keys[:, 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Hyperparameters of one training run (shared by all seeds).
+
+  ``schedule="cosine"`` decays the learning rate to 0 over
+  ``epochs * (N // batch_size)`` steps. ``eval_batch_size`` only bounds
+  evaluation memory; it does not change results beyond float rounding.
+  """
+
+  hidden: tuple[int, ...] = (512, 512)
+  activation: str = "relu"
+  num_classes: int = 10
+  optimizer: str = "adam"
+  learning_rate: float = 1e-3
+  schedule: str = "cosine"
+  weight_decay: float = 1e-4
+  momentum: float = 0.9
+  batch_size: int = 128
+  epochs: int = 10
+  eval_batch_size: int = 1000
+
+  def model(self) -> MLP:
+    """The `MLP` this config trains."""
+    return MLP(hidden=self.hidden, num_classes=self.num_classes, activation=self.activation)
+
+  def __post_init__(self):
+    object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+    for name in ("batch_size", "epochs", "eval_batch_size", "num_classes"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochResult:
+  """Per-epoch record of a multi-seed run.
+
+  Attributes:
+    epoch: 1-based epoch number.
+    seeds: the seeds, in the order of every per-seed array.
+    metrics: name -> NumPy ``[S]`` array: ``train_loss``, ``train_accuracy``
+      (means over the epoch's steps), ``test_accuracy``, ``test_nll``,
+      ``test_ece``, ``test_confidence`` (after the epoch).
+    seconds: wall time of this epoch (training + evaluation of all seeds),
+      measured after the results are ready on the device; excludes compilation.
+    compile_seconds: time spent compiling before this epoch (first epoch only).
+    state: the `TrainState` after this epoch, per-seed leading axis, on the device.
+  """
+
+  epoch: int
+  seeds: tuple[int, ...]
+  metrics: Mapping[str, np.ndarray]
+  seconds: float
+  compile_seconds: float
+  state: TrainState | None = dataclasses.field(repr=False, default=None)
+
+  def __getitem__(self, name: str) -> np.ndarray:
+    return self.metrics[name]
+
+  def as_dict(self) -> dict[str, Any]:
+    """A JSON-ready dict (lists per seed), e.g. for one line of metrics.jsonl."""
+    out: dict[str, Any] = {"epoch": self.epoch, "seeds": list(self.seeds),
+                           "seconds": self.seconds, "compile_seconds": self.compile_seconds}
+    out.update({k: [float(v) for v in np.asarray(vals)] for k, vals in self.metrics.items()})
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What `train` returns: the per-epoch records and the final per-seed state."""
+
+  history: list[EpochResult]
+  state: TrainState
+
+
+def _resolve_mesh(mesh):
+  return sharding_lib.make_mesh() if isinstance(mesh, str) and mesh == "auto" else mesh
+
+
+def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
+                     predict_fn: PredictFn | None = None, seeds: Sequence[int] = (0, 1, 2),
+                     mesh="auto") -> Iterator[EpochResult]:
+  """Trains ``len(seeds)`` MLPs in parallel, yielding an `EpochResult` per epoch.
+
+  Args:
+    config: a `TrainConfig`.
+    data: anything with ``train_images, train_labels, test_images,
+      test_labels`` (e.g. `jaxloss.train.data.Mnist`, NumPy or device arrays);
+      images ``[N, H, W]`` uint8, labels ``[N]`` int32. Put on the device once
+      (pass ``data.subset(train=..., test=...)`` for a quick run).
+    loss_fn: ``loss_fn(logits [B, C], labels [B]) -> scalar`` training loss,
+      e.g. ``jaxloss.registry.get(name).loss_from_labels``.
+    predict_fn: ``logits [B, C] -> labels [B]`` for the accuracies (default argmax).
+    seeds: one model per seed, trained side by side (vmapped) in one program.
+    mesh: ``"auto"`` (data parallel over all devices when there is more than
+      one), None (default device only), or a mesh from
+      `jaxloss.train.sharding.make_mesh`.
+
+  Yields:
+    One `EpochResult` per epoch. Generating it is the only host round-trip of
+    the epoch.
+  """
+  mesh = _resolve_mesh(mesh)
+  seeds = tuple(int(s) for s in seeds)
+  if not seeds:
+    raise ValueError("seeds must not be empty.")
+  n_devices = sharding_lib.mesh_size(mesh)
+  if config.batch_size % n_devices:
+    raise ValueError(
+        f"batch_size={config.batch_size} must be divisible by the {n_devices} devices.")
+
+  repl = sharding_lib.replicated(mesh)
+  train_x, train_y, test_x, test_y = jax.device_put(
+      (data.train_images, data.train_labels, data.test_images, data.test_labels), repl)
+  train_y, test_y = train_y.astype(jnp.int32), test_y.astype(jnp.int32)
+  steps_per_epoch = train_x.shape[0] // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(
+        f"batch_size={config.batch_size} exceeds the {train_x.shape[0]} training examples.")
+  eval_batch = config.eval_batch_size
+  if mesh is not None:  # Evaluation chunks are split over the devices too.
+    eval_batch = max(n_devices, eval_batch - eval_batch % n_devices)
+
+  model = config.model()
+  tx = make_optimizer(config.optimizer, config.learning_rate, schedule=config.schedule,
+                      total_steps=config.epochs * steps_per_epoch,
+                      weight_decay=config.weight_decay, momentum=config.momentum)
+  step = make_train_step(model.apply, tx, loss_fn, predict_fn)
+  program = make_epoch_program(
+      make_train_epoch(step, config.batch_size, mesh=mesh),
+      make_evaluate(model.apply, batch_size=eval_batch, predict_fn=predict_fn, mesh=mesh),
+      mesh=mesh)
+
+  t0 = time.perf_counter()
+  init_keys, data_keys = seed_keys(seeds)
+  sample_x = train_x[:1]
+  states = jax.jit(jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x)),
+                   out_shardings=repl)(jax.device_put(init_keys, repl))
+  data_keys = jax.device_put(data_keys, repl)
+  epoch0 = jax.device_put(jnp.zeros((), jnp.int32), repl)
+  args = (data_keys, epoch0, train_x, train_y, test_x, test_y)
+  # Ahead-of-time compilation: one compile for all epochs (the epoch number is a
+  # traced argument), timed separately from the epochs. The state is not
+  # donated: on CPU donation made no measurable difference (the epoch's
+  # [steps, B, ...] batch array dwarfs the state), and without it every
+  # record's `state` stays valid.
+  compiled = jax.jit(program).lower(states, *args).compile()
+  compile_seconds = time.perf_counter() - t0
+
+  for epoch in range(1, config.epochs + 1):
+    t0 = time.perf_counter()
+    epoch_arr = jax.device_put(jnp.asarray(epoch, jnp.int32), repl)
+    states, metrics = compiled(states, data_keys, epoch_arr, *args[2:])
+    jax.block_until_ready((states, metrics))
+    seconds = time.perf_counter() - t0
+    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    yield EpochResult(epoch=epoch, seeds=seeds, metrics=metrics, seconds=seconds,
+                      compile_seconds=compile_seconds if epoch == 1 else 0.0, state=states)
+
+
+def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn | None = None,
+          seeds: Sequence[int] = (0, 1, 2), on_epoch: Callable[[EpochResult], Any] | None = None,
+          mesh="auto") -> TrainResult:
+  """Runs `iterate_training` to the end; calls ``on_epoch(record)`` after each epoch.
+
+  Returns:
+    A `TrainResult` with the list of `EpochResult` records and the final state
+    (the records' own ``state`` is dropped, set to None, except the last one's).
+  """
+  history: list[EpochResult] = []
+  for record in iterate_training(config, data, loss_fn=loss_fn, predict_fn=predict_fn,
+                                 seeds=seeds, mesh=mesh):
+    if history:  # Keep only the latest state alive (device memory).
+      history[-1] = dataclasses.replace(history[-1], state=None)
+    history.append(record)
+    if on_epoch is not None:
+      on_epoch(record)
+  if not history:
+    raise ValueError("config.epochs must be >= 1.")
+  return TrainResult(history=history, state=history[-1].state)

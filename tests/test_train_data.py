@@ -1,0 +1,123 @@
+"""Tests for jaxloss.train.data: MNIST through tensorflow-datasets, fail-fast and checked."""
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow_datasets")
+
+from jaxloss.train import data as data_lib  # noqa: E402
+
+# Label counts of the original MNIST splits (LeCun et al.), digits 0..9.
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="session")
+def prepared(mnist_dir, tmp_path_factory):
+  """(data_dir, Mnist): MNIST prepared ONCE per session from the manual files (~20 s)."""
+  data_dir = tmp_path_factory.mktemp("tfds")
+  return data_dir, data_lib.load_mnist(mnist_dir=mnist_dir, data_dir=data_dir)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+  """Makes the download host unreachable, whatever the machine's network."""
+  monkeypatch.setattr(data_lib, "_host_reachable", lambda *a, **k: False)
+
+
+@pytest.mark.mnist
+def test_load_mnist_shapes_dtypes_and_labels(prepared):
+  _, mnist = prepared
+  assert mnist.train_images.shape == (60000, 28, 28)
+  assert mnist.test_images.shape == (10000, 28, 28)
+  assert mnist.train_images.dtype == np.uint8 and mnist.test_images.dtype == np.uint8
+  assert mnist.train_labels.shape == (60000,) and mnist.test_labels.shape == (10000,)
+  assert mnist.train_labels.dtype == np.int32 and mnist.test_labels.dtype == np.int32
+  assert np.bincount(mnist.train_labels, minlength=10).tolist() == TRAIN_COUNTS
+  assert np.bincount(mnist.test_labels, minlength=10).tolist() == TEST_COUNTS
+  assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
+  # Real digits, not noise: mean intensity of MNIST is about 33/255.
+  assert 30 < mnist.train_images.mean() < 36
+
+
+@pytest.mark.mnist
+def test_prepared_dataset_is_used_without_the_files(prepared, tmp_path, offline):
+  data_dir, mnist = prepared
+  again = data_lib.load_mnist(mnist_dir=tmp_path / "nowhere", data_dir=data_dir)
+  np.testing.assert_array_equal(again.test_images, mnist.test_images)
+  np.testing.assert_array_equal(again.train_labels, mnist.train_labels)
+
+
+@pytest.mark.mnist
+def test_subset_and_to_device(prepared):
+  import jax
+
+  _, mnist = prepared
+  small = data_lib.to_device(mnist.subset(train=256, test=64))
+  assert isinstance(small.train_images, jax.Array)
+  assert small.train_images.shape == (256, 28, 28) and small.train_images.dtype == np.uint8
+  assert small.test_labels.shape == (64,) and small.test_labels.dtype == np.int32
+
+
+def test_missing_folder_fails_fast(tmp_path, offline):
+  start = time.perf_counter()
+  with pytest.raises(data_lib.MnistNotFoundError, match="JAXLOSS_MNIST_DIR") as info:
+    data_lib.load_mnist(mnist_dir=tmp_path / "missing", data_dir=tmp_path / "tfds")
+  assert time.perf_counter() - start < 10.0
+  for name in data_lib.MNIST_FILES:
+    assert name in str(info.value)
+  assert isinstance(info.value, FileNotFoundError)
+
+
+def test_folder_missing_one_file_names_it(tmp_path, offline):
+  folder = tmp_path / "partial"
+  folder.mkdir()
+  for name in list(data_lib.MNIST_FILES)[:3]:
+    (folder / name).write_bytes(b"x")
+  with pytest.raises(data_lib.MnistNotFoundError, match="lacks t10k-labels-idx1-ubyte.gz"):
+    data_lib.load_mnist(mnist_dir=folder, data_dir=tmp_path / "tfds")
+
+
+def test_no_folder_reads_the_environment(tmp_path, offline, monkeypatch):
+  monkeypatch.delenv("JAXLOSS_MNIST_DIR", raising=False)
+  monkeypatch.setenv("JAXLOSS_DATA_DIR", str(tmp_path / "tfds"))
+  assert data_lib.default_data_dir() == str(tmp_path / "tfds")
+  with pytest.raises(data_lib.MnistNotFoundError, match="no folder was given"):
+    data_lib.load_mnist()
+
+
+def test_unreachable_host_probe_is_fast():
+  # A private address that serves no HTTPS: the probe must say no within its timeout.
+  start = time.perf_counter()
+  assert not data_lib._host_reachable("https://10.255.255.1/", timeout=1.0)
+  assert time.perf_counter() - start < 5.0
+
+
+@pytest.mark.mnist
+def test_corrupt_file_is_reported_not_trained_on(mnist_dir, tmp_path):
+  bad_dir = tmp_path / "manual"
+  bad_dir.mkdir()
+  for name in data_lib.MNIST_FILES:
+    shutil.copyfile(os.path.join(mnist_dir, name), bad_dir / name)
+  victim = bad_dir / "t10k-labels-idx1-ubyte.gz"
+  raw = bytearray(victim.read_bytes())
+  raw[100] ^= 0xFF
+  victim.write_bytes(bytes(raw))
+  with pytest.raises(data_lib.MnistCorruptError, match="t10k-labels-idx1-ubyte.gz"):
+    data_lib.load_mnist(mnist_dir=bad_dir, data_dir=tmp_path / "tfds")
+  assert isinstance(data_lib.MnistCorruptError("x"), ValueError)
+
+
+@pytest.mark.mnist
+def test_registered_sums_match_real_files_and_tfds(mnist_dir):
+  data_lib.verify_files(mnist_dir)  # Raises on mismatch.
+  import importlib.resources
+
+  text = (importlib.resources.files("tensorflow_datasets") / "url_checksums" / "mnist.txt")
+  registered = {line.split("\t")[3].strip(): line.split("\t")[2]
+                for line in text.read_text().splitlines() if line.strip()}
+  assert registered == data_lib.MNIST_FILES

@@ -1,0 +1,290 @@
+"""Tests for the functional training core (jaxloss.train: model, optim, trainer) on tiny data."""
+
+import dataclasses
+import functools
+import json
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+pytest.importorskip("flax")
+
+import jaxloss  # noqa: E402
+from jaxloss import train as jt  # noqa: E402
+from jaxloss.train import trainer as trainer_lib  # noqa: E402
+
+NUM_CLASSES = 4
+
+
+def ce_loss(logits, labels):
+  return jnp.mean(jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def synthetic(n_train=200, n_test=70, side=6, seed=0):
+  """Learnable uint8 'images': a class prototype plus noise."""
+  rng = np.random.default_rng(seed)
+  protos = rng.integers(0, 256, (NUM_CLASSES, side, side))
+
+  def split(n):
+    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+    noise = rng.normal(0.0, 60.0, (n, side, side))
+    return np.clip(protos[labels] + noise, 0, 255).astype(np.uint8), labels
+
+  train_x, train_y = split(n_train)
+  test_x, test_y = split(n_test)
+  return jt.Mnist(train_x, train_y, test_x, test_y)
+
+
+CONFIG = jt.TrainConfig(hidden=(16,), num_classes=NUM_CLASSES, optimizer="adam",
+                        learning_rate=1e-2, schedule="constant", batch_size=32, epochs=3,
+                        eval_batch_size=32)
+
+
+def run(config=CONFIG, data=None, seeds=(0,), loss_fn=ce_loss, **kwargs):
+  return jt.train(config, synthetic() if data is None else data, loss_fn=loss_fn,
+                  seeds=seeds, mesh=None, **kwargs)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def test_mlp_shapes_and_input_forms():
+  model = jt.MLP(hidden=(8, 8), num_classes=3)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (5, 4, 4)), jnp.uint8)
+  params = model.init(jax.random.key(0), x)["params"]
+  logits = model.apply({"params": params}, x)
+  chex.assert_shape(logits, (5, 3))
+  assert logits.dtype == jnp.float32
+  # uint8, float pixels and flat input all mean the same thing.
+  chex.assert_trees_all_close(model.apply({"params": params}, x.astype(jnp.float32)), logits)
+  chex.assert_trees_all_close(model.apply({"params": params}, x.reshape(5, 16)), logits)
+  assert params["Dense_0"]["kernel"].shape == (16, 8)
+
+
+@pytest.mark.parametrize("activation", sorted(jt.ACTIVATIONS))
+def test_mlp_activations_by_name(activation):
+  model = jt.MLP(hidden=(4,), num_classes=2, activation=activation)
+  x = jnp.ones((2, 3, 3), jnp.uint8)
+  params = model.init(jax.random.key(1), x)["params"]
+  assert jnp.all(jnp.isfinite(model.apply({"params": params}, x)))
+
+
+def test_mlp_unknown_activation():
+  with pytest.raises(ValueError, match="relu, gelu, tanh, sigmoid, silu"):
+    jt.MLP(activation="swish").init(jax.random.key(0), jnp.ones((1, 4)))
+
+
+# --------------------------------------------------------------------------- optim
+
+
+@pytest.mark.parametrize("name", jt.OPTIMIZERS)
+@pytest.mark.parametrize("schedule", jt.SCHEDULES)
+def test_make_optimizer_steps(name, schedule):
+  tx = jt.make_optimizer(name, 0.1, schedule=schedule, total_steps=10)
+  params = {"w": jnp.ones(3)}
+  updates, _ = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
+  assert jnp.all(updates["w"] < 0)
+
+
+def test_make_optimizer_errors_and_cosine():
+  with pytest.raises(ValueError, match="sgd, momentum, adam, adamw"):
+    jt.make_optimizer("lamb", 1e-3)
+  with pytest.raises(ValueError, match="total_steps"):
+    jt.make_optimizer("adam", 1e-3, schedule="cosine")
+  with pytest.raises(ValueError, match="constant, cosine"):
+    jt.make_optimizer("adam", 1e-3, schedule="linear", total_steps=5)
+  lr = jt.make_schedule(0.5, "cosine", total_steps=10)
+  np.testing.assert_allclose([lr(0), lr(5), lr(10)], [0.5, 0.25, 0.0], atol=1e-7)
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def test_train_step_is_pure_and_learns():
+  data = synthetic()
+  model = jt.MLP(hidden=(16,), num_classes=NUM_CLASSES)
+  tx = optax.adam(1e-2)
+  state = jt.init_state(model, tx, jax.random.key(0), data.train_images[:1])
+  step = jax.jit(jt.make_train_step(model.apply, tx, ce_loss))
+  batch = (jnp.asarray(data.train_images[:32]), jnp.asarray(data.train_labels[:32]))
+  new, m1 = step(state, batch)
+  again, m1b = step(state, batch)  # Same input, same output: no hidden state.
+  chex.assert_trees_all_equal((new, m1), (again, m1b))
+  assert int(new.step) == 1 and int(state.step) == 0
+  for _ in range(20):
+    new, m = step(new, batch)
+  assert m["train_loss"] < 0.5 * m1["train_loss"]
+  assert m["train_accuracy"] == 1.0
+
+
+def test_loss_decreases_and_no_retrace_across_epochs():
+  # The loss function is called once per trace of the training program: the
+  # whole run (several epochs) must trace it exactly once.
+  counted = chex.assert_max_traces(ce_loss, n=1)
+  result = run(dataclasses.replace(CONFIG, epochs=4), loss_fn=counted)
+  losses = [float(r["train_loss"][0]) for r in result.history]
+  assert losses[-1] < 0.5 * losses[0]
+  assert all(b < a for a, b in zip(losses, losses[1:]))
+  assert result.history[-1]["test_accuracy"][0] > 0.9
+  chex.clear_trace_counter()
+
+
+def test_epoch_function_compiles_once():
+  data = synthetic()
+  model = jt.MLP(hidden=(8,), num_classes=NUM_CLASSES)
+  tx = optax.sgd(0.1)
+  epoch = jt.make_train_epoch(jt.make_train_step(model.apply, tx, ce_loss), batch_size=32)
+  epoch = jax.jit(chex.assert_max_traces(epoch, n=1))
+  state = jt.init_state(model, tx, jax.random.key(0), data.train_images[:1])
+  x, y = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
+  for e in range(3):
+    state, metrics = epoch(state, jax.random.key(e), x, y)
+  # 200 examples, batch 32: 6 steps per epoch, the ragged 8 dropped.
+  assert int(state.step) == 18
+  assert set(metrics) == {"train_loss", "train_accuracy"}
+  chex.clear_trace_counter()
+
+
+SEEDS = (0, 1, 5)
+
+
+@functools.lru_cache(maxsize=None)
+def three_seeds():
+  return run(seeds=SEEDS)
+
+
+def test_vmap_over_seeds_equals_separate_runs():
+  seeds = SEEDS
+  together = three_seeds()
+  assert together.history[-1].seeds == seeds
+  for i, seed in enumerate(seeds):
+    alone = run(seeds=(seed,))
+    for rec_all, rec_one in zip(together.history, alone.history):
+      for name, values in rec_all.metrics.items():
+        np.testing.assert_allclose(values[i], rec_one[name][0], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{name} seed {seed} epoch {rec_all.epoch}")
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda a: a[i], together.state.params),
+        jax.tree.map(lambda a: a[0], alone.state.params), rtol=1e-5, atol=1e-6)
+  # Seeds differ in initialization and data order, so in their results.
+  losses = together.history[0]["train_loss"]
+  assert len(set(np.round(losses, 6).tolist())) == len(seeds)
+
+
+def test_same_seed_twice_is_identical():
+  a, b = three_seeds(), run(seeds=SEEDS)
+  for ra, rb in zip(a.history, b.history):
+    chex.assert_trees_all_equal(dict(ra.metrics), dict(rb.metrics))
+  chex.assert_trees_all_equal(a.state, b.state)
+
+
+def numpy_ece(probs, labels, num_bins):
+  """Equal-width-bin ECE, bins closed on the right, (Guo et al. 2017, eq. 3)."""
+  conf, pred = probs.max(1), probs.argmax(1)
+  edges = np.arange(num_bins + 1) / num_bins
+  bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, num_bins - 1)
+  ece = 0.0
+  for b in range(num_bins):
+    inside = bins == b
+    if inside.any():
+      ece += inside.mean() * abs(np.mean(pred[inside] == labels[inside]) - conf[inside].mean())
+  return ece
+
+
+def test_evaluate_matches_direct_computation():
+  data = synthetic(n_test=70)
+  model = jt.MLP(hidden=(8,), num_classes=NUM_CLASSES)
+  params = model.init(jax.random.key(2), data.test_images[:1])["params"]
+  x, y = jnp.asarray(data.test_images), jnp.asarray(data.test_labels)
+  # 70 = 2 * 32 + 6: the padded last chunk must not leak into the metrics.
+  got = jax.jit(jt.make_evaluate(model.apply, batch_size=32))(params, x, y)
+  logits = np.asarray(model.apply({"params": params}, x), np.float64)
+  log_p = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1,
+                          keepdims=True)) - logits.max(1, keepdims=True)
+  probs = np.exp(log_p)
+  want = {
+      "test_accuracy": np.mean(logits.argmax(1) == data.test_labels),
+      "test_nll": -np.mean(log_p[np.arange(70), data.test_labels]),
+      "test_ece": numpy_ece(probs, data.test_labels, num_bins=15),
+      "test_confidence": probs.max(1).mean(),
+  }
+  chex.assert_trees_all_close(dict(got), {k: np.float32(v) for k, v in want.items()},
+                              rtol=1e-5, atol=1e-6)
+
+
+def test_batched_apply_over_seeds_matches_model():
+  result = three_seeds()
+  data = synthetic()
+  model = CONFIG.model()
+  logits_fn = jax.jit(jax.vmap(jt.make_batched_apply(model.apply, batch_size=32),
+                               in_axes=(0, None)))
+  logits = logits_fn(result.state.params, jnp.asarray(data.test_images))
+  chex.assert_shape(logits, (len(SEEDS), 70, NUM_CLASSES))
+  for i in range(len(SEEDS)):
+    params = jax.tree.map(lambda a, i=i: a[i], result.state.params)
+    chex.assert_trees_all_close(logits[i], model.apply({"params": params}, data.test_images),
+                                rtol=1e-5, atol=1e-5)
+  acc = np.mean(np.asarray(logits).argmax(-1) == data.test_labels, axis=1)
+  np.testing.assert_allclose(acc, result.history[-1]["test_accuracy"], rtol=1e-6)
+
+
+def test_records_and_callback():
+  seen = []
+  result = run(dataclasses.replace(CONFIG, epochs=2), seeds=(0, 1), on_epoch=seen.append)
+  assert [r.epoch for r in seen] == [r.epoch for r in result.history] == [1, 2]
+  first, last = result.history
+  assert first.compile_seconds > 0 and last.compile_seconds == 0.0
+  assert first.seconds > 0 and last.seconds > 0
+  assert set(last.metrics) == set(jt.TRAIN_METRICS + jt.EVAL_METRICS)
+  for values in last.metrics.values():
+    assert isinstance(values, np.ndarray) and values.shape == (2,)
+  line = json.loads(json.dumps(last.as_dict()))
+  assert line["epoch"] == 2 and line["seeds"] == [0, 1] and len(line["test_ece"]) == 2
+  # Only the final state is kept; it holds one model per seed.
+  assert first.state is None and last.state is result.state
+  assert int(result.state.step[0]) == 2 * (200 // 32)
+  chex.assert_tree_shape_prefix(result.state.params, (2,))
+
+
+def test_iterate_training_with_custom_predict_and_cosine():
+  config = dataclasses.replace(CONFIG, schedule="cosine", optimizer="momentum",
+                               learning_rate=0.1, epochs=2)
+  calls = []
+
+  def predict(logits):
+    calls.append(None)
+    return jnp.argmax(logits, axis=-1)
+
+  records = list(jt.iterate_training(config, synthetic(), loss_fn=ce_loss, predict_fn=predict,
+                                     seeds=(0,), mesh=None))
+  assert len(records) == 2 and calls  # Traced (once for train, once for eval).
+  assert records[-1].state is not None
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="batch_size"):
+    jt.TrainConfig(batch_size=0)
+  assert jt.TrainConfig(hidden=[4, 4]).hidden == (4, 4)
+  with pytest.raises(ValueError, match="exceeds"):
+    run(dataclasses.replace(CONFIG, batch_size=1000))
+  with pytest.raises(ValueError, match="seeds"):
+    run(seeds=())
+
+
+def test_import_layering():
+  code = ("import sys, jaxloss; assert 'jaxloss.train' not in sys.modules; "
+          "import jaxloss.train; "
+          "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]; "
+          "assert not bad, bad")
+  subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_trainer_exports():
+  for name in trainer_lib.__all__:
+    assert hasattr(jt, name)
