@@ -1,0 +1,184 @@
+"""Plumbing shared by the experiment scripts: environment record, output files, statistics.
+
+Nothing here trains; the scripts build on `jaxloss.train` for that. Output files
+are written atomically (a temporary file renamed into place), so an interrupted
+run never leaves a half-written JSON file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "add_data_args",
+    "add_run_args",
+    "describe_device",
+    "environment",
+    "first_crossing",
+    "mean_std",
+    "parse_ints",
+    "parse_seeds",
+    "progress",
+    "write_json",
+    "write_text",
+]
+
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-datasets", "tensorflow-cpu",
+             "matplotlib", "jaxloss")
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+  """``"512,512"`` -> ``(512, 512)``; ``""`` -> ``()`` (a linear model)."""
+  text = text.strip()
+  if not text:
+    return ()
+  try:
+    return tuple(int(part) for part in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+  """``"3"`` -> seeds ``(0, 1, 2)``; ``"0,5,7"`` -> those seeds."""
+  seeds = parse_ints(text)
+  if len(seeds) == 1 and "," not in text:
+    if seeds[0] < 1:
+      raise argparse.ArgumentTypeError(f"need at least one seed, got {text!r}")
+    return tuple(range(seeds[0]))
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise argparse.ArgumentTypeError(f"seeds must be distinct integers, got {text!r}")
+  return seeds
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """Shows an option's default unless its help already says it or there is none."""
+
+  def _get_help_string(self, action):
+    text = action.help or ""
+    if ("default" in text or action.default in (None, False)
+        or action.default is argparse.SUPPRESS):
+      return text
+    return super()._get_help_string(action)
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+  """``--mnist-dir``, ``--data-dir``, ``--train-subset``, ``--test-subset``."""
+  group = parser.add_argument_group("data")
+  group.add_argument(
+      "--mnist-dir", default=None,
+      help="folder with the four original MNIST .gz files, given to tensorflow-datasets as its "
+           "manual download dir (default: $JAXLOSS_MNIST_DIR; without it TFDS downloads them)")
+  group.add_argument(
+      "--data-dir", default=None,
+      help="TFDS data dir where MNIST is prepared once "
+           "(default: $JAXLOSS_DATA_DIR, else ~/tensorflow_datasets)")
+  group.add_argument("--train-subset", type=int, default=None, metavar="N",
+                     help="train on the first N training images only (quick runs, tests)")
+  group.add_argument("--test-subset", type=int, default=None, metavar="N",
+                     help="evaluate on the first N test images only (quick runs, tests)")
+
+
+def add_run_args(parser: argparse.ArgumentParser, *, out: str) -> None:
+  """``--out`` and ``--no-progress``."""
+  parser.add_argument("--out", default=out, help="output folder")
+  parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def describe_device() -> dict[str, Any]:
+  """The accelerator JAX runs on: platform (cpu/gpu/tpu), kind, count."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  devices = jax.devices()
+  return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
+          "device_count": len(devices), "cpu_count": os.cpu_count()}
+
+
+def _version(package: str) -> str | None:
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def environment() -> dict[str, Any]:
+  """Device, package versions, Python, platform and the command line, for config.json."""
+  return {
+      "device": describe_device(),
+      "versions": {name: _version(name) for name in _PACKAGES},
+      "python": sys.version.split()[0],
+      "platform": platform.platform(),
+      "processor": platform.processor() or platform.machine(),
+      "command": " ".join(["python -m " + (sys.argv[0].split(os.sep)[-1].removesuffix(".py")
+                                          if sys.argv else "")] + sys.argv[1:]),
+      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
+
+
+def _atomic_write(path: str, text: str) -> None:
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically."""
+  _atomic_write(path, text)
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as indented JSON to `path` atomically."""
+  _atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+  if isinstance(obj, (np.integer,)):
+    return int(obj)
+  if isinstance(obj, (np.floating,)):
+    return float(obj)
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  if isinstance(obj, tuple):
+    return list(obj)
+  raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+  """Mean and sample standard deviation (ddof=1; 0 for a single value); NaN if empty."""
+  x = np.asarray(list(values), np.float64)
+  if x.size == 0:
+    return math.nan, math.nan
+  return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
+
+
+def first_crossing(curve: Sequence[float], level: float) -> int | None:
+  """Index of the first value ``>= level`` in `curve`, or None if it never gets there."""
+  for i, value in enumerate(curve):
+    if value >= level:
+      return i
+  return None
+
+
+def progress(total: int, desc: str, *, disable: bool = False):
+  """A tqdm progress bar on stderr (hidden with ``disable=True``)."""
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+
+  return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, file=sys.stderr)
