@@ -1,0 +1,44 @@
+"""Smoke test of experiments.benchmark on a small MNIST subset (no PyTorch)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from experiments import benchmark
+
+KEYS = ("fused_s_per_epoch", "loop_s_per_epoch", "torch_s_per_epoch",
+        "matmul_peak_gflops", "fused_gflops")
+
+
+def test_epoch_flops_of_default_mlp():
+  sizes = benchmark.dense_weight_sizes(784, (512, 512))
+  assert sizes == [784 * 512, 512 * 512, 512 * 10]
+  assert benchmark.epoch_flops(468, 128, sizes) == 468 * 128 * 6 * 668672
+
+
+def test_hidden_flag_is_parsed():
+  args = benchmark.parse_args(["--hidden", "64,32", "--no-torch"])
+  assert args.hidden == (64, 32) and args.no_torch and args.repeats == 3
+  with pytest.raises(SystemExit):
+    benchmark.parse_args(["--hidden", "64,x"])
+
+
+@pytest.mark.mnist
+def test_last_line_is_json_with_positive_timings(mnist_dir, capsys):
+  record = benchmark.main([
+      "--mnist-dir", mnist_dir, "--train-subset", "2048", "--repeats", "1", "--no-torch",
+      "--hidden", "64,64", "--matmul-sizes", "256,512"])
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert lines[0].startswith("device: ")
+  last = json.loads(lines[-1])
+  assert last == json.loads(json.dumps(record))
+  assert set(KEYS) <= set(last)
+  assert last["torch_s_per_epoch"] is None
+  for key in KEYS:
+    if key != "torch_s_per_epoch":
+      assert isinstance(last[key], float) and math.isfinite(last[key]) and last[key] > 0, key
+  assert last["steps_per_epoch"] == 2048 // 128
+  assert any(line.startswith(("PASS", "FAIL")) for line in lines)
