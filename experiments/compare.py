@@ -186,6 +186,11 @@ def _fmt(mean: float, std: float, digits: int = 2) -> str:
   return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _prob(p: float) -> str:
+  """Three decimals, or two significant digits for tiny nonzero probabilities."""
+  return f"{p:.3f}" if p == 0 or p >= 1e-3 else f"{p:.2g}"
+
+
 def summarize(name: str, result: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
   """One summary row: accuracies in %, crossings of `THRESHOLDS`, calibration, diagnostics."""
   history = result["history"]
@@ -262,8 +267,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> 
   ]
   for r in rows:
     lines.append(
-        f"| {r['loss']} | {r['true_prob_mean']:.3f} | {r['top_prob_mean']:.3f} "
-        f"| {r['wrong_true_prob_mean']:.3f} | {r['wrong_grad_norm_median']:.3g} "
+        f"| {r['loss']} | {_prob(r['true_prob_mean'])} | {_prob(r['top_prob_mean'])} "
+        f"| {_prob(r['wrong_true_prob_mean'])} | {r['wrong_grad_norm_median']:.3g} "
         f"| {100 * r['wrong_tiny_grad_share']:.1f}% | {r['train_seconds']:.0f} "
         f"| {r['compile_seconds']:.1f} |")
   lines += [
