@@ -24,8 +24,10 @@ __all__ = [
     "add_data_args",
     "add_run_args",
     "describe_device",
+    "HelpFormatter",
     "environment",
     "first_crossing",
+    "json_default",
     "mean_std",
     "parse_ints",
     "parse_seeds",
@@ -146,10 +148,11 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, obj: Any) -> None:
   """Writes `obj` as indented JSON to `path` atomically."""
-  _atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+  _atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj):
+def json_default(obj):
+  """`json.dumps` default for NumPy scalars and arrays and tuples."""
   if isinstance(obj, (np.integer,)):
     return int(obj)
   if isinstance(obj, (np.floating,)):

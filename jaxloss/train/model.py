@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ACTIVATIONS", "MLP"]
+__all__ = ["ACTIVATIONS", "INITS", "MLP"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
@@ -30,6 +30,30 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+def _torch_uniform(fan_in_axis: int = 0):
+  """PyTorch's `nn.Linear` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+
+  def init(key, shape, dtype=jnp.float32, *, fan_in=None):
+    fan_in = shape[fan_in_axis] if fan_in is None else fan_in
+    bound = 1.0 / jnp.sqrt(jnp.asarray(fan_in, jnp.float32))
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+# name -> (kernel_init, bias_init(fan_in)) of every Dense layer.
+INITS: dict[str, Callable] = {
+    # Flax's default: LeCun-normal weights, zero biases.
+    "lecun_normal": lambda fan_in: (nn.initializers.lecun_normal(), nn.initializers.zeros),
+    # The fastai book's `init_params`: N(0, 1) weights and biases (chapter 4).
+    "standard_normal": lambda fan_in: (nn.initializers.normal(1.0), nn.initializers.normal(1.0)),
+    # PyTorch's nn.Linear default, weights and biases U(+-1/sqrt(fan_in)).
+    "torch": lambda fan_in: (_torch_uniform(),
+                             lambda key, shape, dtype=jnp.float32: _torch_uniform()(
+                                 key, shape, dtype, fan_in=fan_in)),
+}
+
+
 class MLP(nn.Module):
   """Fully connected classifier: ``Dense -> activation`` per hidden layer, then ``Dense``.
 
@@ -37,6 +61,9 @@ class MLP(nn.Module):
     hidden: widths of the hidden layers (``()`` gives a linear model).
     num_classes: number of output logits.
     activation: one of ``relu``, ``gelu``, ``tanh``, ``sigmoid``, ``silu``.
+    initializer: initialization of every layer, one of `INITS`: ``lecun_normal``
+      (Flax's default), ``standard_normal`` (the fastai book's ``init_params``)
+      or ``torch`` (PyTorch's ``nn.Linear`` default).
 
   Input: images ``[B, H, W]`` (or ``[B, H, W, 1]``) or flat ``[B, D]``, uint8
   or float, in pixel units 0..255 (floats are scaled by 1/255 as well).
@@ -46,17 +73,24 @@ class MLP(nn.Module):
   hidden: tuple[int, ...] = (512, 512)
   num_classes: int = 10
   activation: str = "relu"
+  initializer: str = "lecun_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.activation not in ACTIVATIONS:
       raise ValueError(
           f"Unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}.")
+    if self.initializer not in INITS:
+      raise ValueError(f"Unknown initializer {self.initializer!r}; valid: {', '.join(INITS)}.")
     act = ACTIVATIONS[self.activation]
     x = jnp.asarray(x)
     if x.ndim < 2:
       raise ValueError(f"MLP expects a batch [B, ...], got shape {x.shape}.")
     x = x.reshape(x.shape[0], -1).astype(jnp.float32) * (1.0 / 255.0)
+    def dense(width, x):
+      kernel_init, bias_init = INITS[self.initializer](x.shape[-1])
+      return nn.Dense(width, kernel_init=kernel_init, bias_init=bias_init)(x)
+
     for width in self.hidden:
-      x = act(nn.Dense(width)(x))
-    return nn.Dense(self.num_classes)(x)
+      x = act(dense(width, x))
+    return dense(self.num_classes, x)

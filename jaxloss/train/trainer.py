@@ -69,6 +69,7 @@ __all__ = [
 Array = jax.Array
 LossFn = Callable[[Array, Array], Array]
 PredictFn = Callable[[Array], Array]
+EvalFn = Callable[[Array, Array], Mapping[str, Array]]
 
 TRAIN_METRICS = ("train_loss", "train_accuracy")
 EVAL_METRICS = ("test_accuracy", "test_nll", "test_ece", "test_confidence")
@@ -190,11 +191,17 @@ def make_batched_apply(apply_fn: Callable, *, batch_size: int = 1000, mesh=None)
 
 
 def make_evaluate(apply_fn: Callable, *, batch_size: int = 1000,
-                  predict_fn: PredictFn | None = None, mesh=None):
+                  predict_fn: PredictFn | None = None, mesh=None,
+                  eval_fn: EvalFn | None = None):
   """Evaluation of one parameter set on a whole split (logits by `make_batched_apply`).
 
+  Args:
+    eval_fn: optional ``eval_fn(logits [N, C], labels [N, ...]) -> {name: scalar}``
+      replacing the default metrics below (pure and traceable; it runs inside
+      the jitted epoch program).
+
   Returns:
-    ``evaluate(params, images [N, ...], labels [N]) -> metrics`` with
+    ``evaluate(params, images [N, ...], labels [N]) -> metrics``; by default
     ``test_accuracy`` (``predict_fn(logits) == labels``), ``test_nll`` (mean
     ``-log softmax(logits)[label]``), ``test_ece`` (15-bin expected calibration
     error of ``softmax(logits)``) and ``test_confidence`` (mean max softmax
@@ -206,6 +213,8 @@ def make_evaluate(apply_fn: Callable, *, batch_size: int = 1000,
 
   def evaluate(params, images: Array, labels: Array):
     logits = logits_fn(params, images)
+    if eval_fn is not None:
+      return {k: jnp.asarray(v, jnp.float32) for k, v in eval_fn(logits, labels).items()}
     correct = (predict_fn(logits) == labels).astype(jnp.float32)
     confidence = jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1)
     return {
@@ -261,6 +270,7 @@ class TrainConfig:
 
   hidden: tuple[int, ...] = (512, 512)
   activation: str = "relu"
+  initializer: str = "lecun_normal"
   num_classes: int = 10
   optimizer: str = "adam"
   learning_rate: float = 1e-3
@@ -273,7 +283,8 @@ class TrainConfig:
 
   def model(self) -> MLP:
     """The `MLP` this config trains."""
-    return MLP(hidden=self.hidden, num_classes=self.num_classes, activation=self.activation)
+    return MLP(hidden=self.hidden, num_classes=self.num_classes, activation=self.activation,
+               initializer=self.initializer)
 
   def __post_init__(self):
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -331,15 +342,18 @@ def _resolve_mesh(mesh):
 
 def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
                      predict_fn: PredictFn | None = None, seeds: Sequence[int] = (0, 1, 2),
-                     mesh="auto") -> Iterator[EpochResult]:
+                     mesh="auto", eval_fn: EvalFn | None = None,
+                     resume=None) -> Iterator[EpochResult]:
   """Trains ``len(seeds)`` MLPs in parallel, yielding an `EpochResult` per epoch.
 
   Args:
     config: a `TrainConfig`.
     data: anything with ``train_images, train_labels, test_images,
       test_labels`` (e.g. `jaxloss.train.data.Mnist`, NumPy or device arrays);
-      images ``[N, H, W]`` uint8, labels ``[N]`` int32. Put on the device once
-      (pass ``data.subset(train=..., test=...)`` for a quick run).
+      images ``[N, H, W]`` uint8, labels ``[N]`` int32 (or float ``[N, C]``
+      targets, e.g. multi-hot, which `loss_fn` and `eval_fn` must accept). Put
+      on the device once (pass ``data.subset(train=..., test=...)`` for a quick
+      run).
     loss_fn: ``loss_fn(logits [B, C], labels [B]) -> scalar`` training loss,
       e.g. ``jaxloss.registry.get(name).loss_from_labels``.
     predict_fn: ``logits [B, C] -> labels [B]`` for the accuracies (default argmax).
@@ -347,6 +361,15 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
     mesh: ``"auto"`` (data parallel over all devices when there is more than
       one), None (default device only), or a mesh from
       `jaxloss.train.sharding.make_mesh`.
+    eval_fn: optional metrics of the test split, see `make_evaluate`.
+    resume: optional ``(states, completed_epochs)`` to continue a run, or a
+      callable ``resume(fresh_states) -> (states, completed_epochs) | None``
+      given the freshly initialised states (e.g. ``lambda like:
+      checkpoints.restore(folder, like=like)``); None starts from scratch.
+      `states` is the per-seed state after epoch ``completed_epochs`` of a run
+      with the same config, seeds and data. Shuffling is keyed by (seed, epoch)
+      and the schedule by the step in the state, so the epochs that follow are
+      those of an uninterrupted run.
 
   Yields:
     One `EpochResult` per epoch. Generating it is the only host round-trip of
@@ -364,7 +387,9 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   repl = sharding_lib.replicated(mesh)
   train_x, train_y, test_x, test_y = jax.device_put(
       (data.train_images, data.train_labels, data.test_images, data.test_labels), repl)
-  train_y, test_y = train_y.astype(jnp.int32), test_y.astype(jnp.int32)
+  # Integer labels become int32; float targets (multi-hot, soft) stay float.
+  train_y, test_y = (y.astype(jnp.int32) if jnp.issubdtype(y.dtype, jnp.integer) else y
+                     for y in (train_y, test_y))
   steps_per_epoch = train_x.shape[0] // config.batch_size
   if steps_per_epoch == 0:
     raise ValueError(
@@ -380,7 +405,8 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   step = make_train_step(model.apply, tx, loss_fn, predict_fn)
   program = make_epoch_program(
       make_train_epoch(step, config.batch_size, mesh=mesh),
-      make_evaluate(model.apply, batch_size=eval_batch, predict_fn=predict_fn, mesh=mesh),
+      make_evaluate(model.apply, batch_size=eval_batch, predict_fn=predict_fn, mesh=mesh,
+                    eval_fn=eval_fn),
       mesh=mesh)
 
   t0 = time.perf_counter()
@@ -388,6 +414,20 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   sample_x = train_x[:1]
   states = jax.jit(jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x)),
                    out_shardings=repl)(jax.device_put(init_keys, repl))
+  completed = 0
+  if callable(resume):
+    resume = resume(states)
+  if resume is not None:
+    resumed, completed = resume
+    if not 0 <= int(completed) <= config.epochs:
+      raise ValueError(f"resume epoch {completed} is outside 0..{config.epochs}.")
+    if jax.tree.structure(resumed) != jax.tree.structure(states):
+      raise ValueError("resume states do not match this config's model and optimizer.")
+    for have, want in zip(jax.tree.leaves(resumed), jax.tree.leaves(states)):
+      if have.shape != want.shape:
+        raise ValueError(f"resume states have a leaf of shape {have.shape} where this "
+                         f"config (and {len(seeds)} seeds) needs {want.shape}.")
+    states, completed = jax.device_put(resumed, repl), int(completed)
   data_keys = jax.device_put(data_keys, repl)
   epoch0 = jax.device_put(jnp.zeros((), jnp.int32), repl)
   args = (data_keys, epoch0, train_x, train_y, test_x, test_y)
@@ -399,7 +439,7 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   compiled = jax.jit(program).lower(states, *args).compile()
   compile_seconds = time.perf_counter() - t0
 
-  for epoch in range(1, config.epochs + 1):
+  for epoch in range(completed + 1, config.epochs + 1):
     t0 = time.perf_counter()
     epoch_arr = jax.device_put(jnp.asarray(epoch, jnp.int32), repl)
     states, metrics = compiled(states, data_keys, epoch_arr, *args[2:])
@@ -407,12 +447,13 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
     seconds = time.perf_counter() - t0
     metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
     yield EpochResult(epoch=epoch, seeds=seeds, metrics=metrics, seconds=seconds,
-                      compile_seconds=compile_seconds if epoch == 1 else 0.0, state=states)
+                      compile_seconds=compile_seconds if epoch == completed + 1 else 0.0,
+                      state=states)
 
 
 def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn | None = None,
           seeds: Sequence[int] = (0, 1, 2), on_epoch: Callable[[EpochResult], Any] | None = None,
-          mesh="auto") -> TrainResult:
+          mesh="auto", eval_fn: EvalFn | None = None) -> TrainResult:
   """Runs `iterate_training` to the end; calls ``on_epoch(record)`` after each epoch.
 
   Returns:
@@ -421,7 +462,7 @@ def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn |
   """
   history: list[EpochResult] = []
   for record in iterate_training(config, data, loss_fn=loss_fn, predict_fn=predict_fn,
-                                 seeds=seeds, mesh=mesh):
+                                 seeds=seeds, mesh=mesh, eval_fn=eval_fn):
     if history:  # Keep only the latest state alive (device memory).
       history[-1] = dataclasses.replace(history[-1], state=None)
     history.append(record)

@@ -1,0 +1,170 @@
+"""Resume, divergence and learning-rate selection of experiment runs (experiments.runs).
+
+Also covers the trainer features they rest on: `iterate_training(resume=...)`,
+Orbax checkpoints (`jaxloss.train.checkpoints`) and custom `eval_fn` metrics.
+"""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("flax")
+pytest.importorskip("orbax.checkpoint")
+
+import jaxloss  # noqa: E402
+from jaxloss import train as jt  # noqa: E402
+from jaxloss.train import checkpoints  # noqa: E402
+from experiments import runs  # noqa: E402
+
+NUM_CLASSES = 4
+SPEC = jaxloss.get("softmax_cross_entropy")
+
+
+def synthetic(n_train=256, n_test=64, side=6, seed=0):
+  """Learnable uint8 'images': a class prototype plus noise."""
+  rng = np.random.default_rng(seed)
+  protos = rng.integers(0, 256, (NUM_CLASSES, side, side))
+
+  def split(n):
+    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+    noise = rng.normal(0.0, 60.0, (n, side, side))
+    return np.clip(protos[labels] + noise, 0, 255).astype(np.uint8), labels
+
+  return jt.Mnist(*split(n_train), *split(n_test))
+
+
+DATA = synthetic()
+
+
+def make_spec(lr=1e-2, run_id=None, epochs=3, optimizer="adam", eval_fn=None):
+  config = jt.TrainConfig(hidden=(16,), num_classes=NUM_CLASSES, optimizer=optimizer,
+                          learning_rate=lr, schedule="cosine", batch_size=32, epochs=epochs,
+                          eval_batch_size=32)
+  return runs.RunSpec(run_id or f"ce_lr{lr:g}", config, SPEC.loss_from_labels, SPEC.predict,
+                      eval_fn=eval_fn, seeds=(0, 1), describe={"loss": SPEC.name, "lr": lr})
+
+
+def no_time(rows):
+  return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+
+class Interrupt(Exception):
+  pass
+
+
+def interrupt_after(epoch):
+  def on_epoch(spec, rows):
+    if rows and rows[0]["epoch"] == epoch:
+      raise Interrupt
+  return on_epoch
+
+
+def test_checkpoint_round_trip(tmp_path):
+  record = next(jt.iterate_training(make_spec().config, DATA, loss_fn=SPEC.loss_from_labels,
+                                    seeds=(0, 1), mesh=None))
+  assert checkpoints.latest_epoch(tmp_path / "ck") is None
+  assert checkpoints.restore(tmp_path / "ck", like=record.state) is None
+  checkpoints.save(tmp_path / "ck", 1, record.state)
+  checkpoints.save(tmp_path / "ck", 2, record.state)
+  assert checkpoints.latest_epoch(tmp_path / "ck") == 2
+  states, epoch = checkpoints.restore(tmp_path / "ck", like=record.state)
+  assert epoch == 2
+  for a, b in zip(np.asarray(states.params["Dense_0"]["kernel"]),
+                  np.asarray(record.state.params["Dense_0"]["kernel"])):
+    np.testing.assert_array_equal(a, b)
+  assert type(states) is type(record.state)
+
+
+def test_interrupted_run_resumes_to_identical_numbers(tmp_path):
+  full = runs.run(make_spec(), DATA, str(tmp_path / "full"), mesh=None)
+  assert full.status == "done" and full.resumed_from == 0 and full.epochs == 3
+  with pytest.raises(Interrupt):
+    runs.run(make_spec(), DATA, str(tmp_path / "cut"), on_epoch=interrupt_after(1), mesh=None)
+  folder = tmp_path / "cut" / "runs" / "ce_lr0.01"
+  assert not (folder / "result.json").exists()
+  assert checkpoints.latest_epoch(folder / "ckpt") == 1
+  resumed = runs.run(make_spec(), DATA, str(tmp_path / "cut"), mesh=None)
+  assert resumed.resumed_from == 1
+  assert no_time(resumed.rows) == no_time(full.rows)
+  assert not (folder / "ckpt").exists()  # removed once the run ends
+  with open(folder / "metrics.jsonl") as f:
+    assert no_time([json.loads(line) for line in f]) == no_time(full.rows)
+
+
+def test_finished_run_is_read_back_not_retrained(tmp_path):
+  first = runs.run(make_spec(), DATA, str(tmp_path), mesh=None)
+  calls = []
+  again = runs.run(make_spec(), DATA, str(tmp_path), mesh=None,
+                   on_epoch=lambda spec, rows: calls.append(rows))
+  assert calls == [] and again.resumed_from is None
+  assert again.rows == first.rows
+  np.testing.assert_array_equal(again.final("test_accuracy"), first.final("test_accuracy"))
+
+
+def test_different_settings_under_the_same_id_are_refused(tmp_path):
+  runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None)
+  with pytest.raises(runs.RunMismatchError, match="different run"):
+    runs.run(make_spec(lr=0.5, run_id="ce_lr0.01", epochs=1), DATA, str(tmp_path), mesh=None)
+
+
+def test_absurd_learning_rate_diverges_and_others_go_on(tmp_path):
+  diverged = runs.run(make_spec(lr=1e30, epochs=3), DATA, str(tmp_path), mesh=None)
+  assert diverged.status == "diverged"
+  assert diverged.diverged == {0: 1, 1: 1}
+  assert all(r["diverged"] for r in diverged.rows) and diverged.epochs == 1
+  with open(tmp_path / "runs" / "ce_lr1e+30" / "result.json") as f:
+    assert json.load(f)["status"] == "diverged"
+  best, table = runs.select_learning_rate(
+      lambda lr: make_spec(lr=lr), [1e30, 1e-2], DATA, str(tmp_path))
+  assert best == 1e-2
+  assert table[0]["status"] == "diverged" and table[0]["score"] == -np.inf
+  assert table[1]["status"] == "done" and table[1]["score"] > 0.5
+
+
+def test_eval_fn_metrics_become_row_keys(tmp_path):
+  def eval_fn(logits, labels):
+    return {"val_acc": jnp.mean(jnp.argmax(logits, -1) == labels),
+            "val_hist": jnp.bincount(jnp.argmax(logits, -1), length=NUM_CLASSES)}
+
+  result = runs.run(make_spec(eval_fn=eval_fn, epochs=2), DATA, str(tmp_path), mesh=None)
+  row = result.rows[-1]
+  assert set(row) >= {"val_acc", "val_hist", "train_loss", "train_accuracy", "seed", "epoch"}
+  assert "test_accuracy" not in row
+  assert len(row["val_hist"]) == NUM_CLASSES and sum(row["val_hist"]) == len(DATA.test_labels)
+  assert result.curve("val_acc").shape == (2, 2)
+
+
+def test_float_targets_pass_through_the_trainer(tmp_path):
+  onehot = jt.Mnist(DATA.train_images, np.eye(NUM_CLASSES, dtype=np.float32)[DATA.train_labels],
+                    DATA.test_images, np.eye(NUM_CLASSES, dtype=np.float32)[DATA.test_labels])
+  bce = jaxloss.get("multilabel_bce")
+
+  def eval_fn(logits, targets):
+    return {"exact": jnp.mean(jaxloss.multilabel_accuracy(logits, targets))}
+
+  result = runs.run(runs.RunSpec("bce", make_spec(lr=3e-2, epochs=10).config, bce.loss,
+                                 bce.predict, eval_fn=eval_fn, seeds=(0,)),
+                    onehot, str(tmp_path), mesh=None)
+  loss = result.curve("train_loss")[:, 0]
+  assert result.status == "done" and loss[-1] < 0.5 * loss[0]
+  assert result.final("exact")[0] > 0.5, result.curve("exact")[:, 0]
+  assert os.path.exists(tmp_path / "runs" / "bce" / "result.json")
+
+
+def test_tune_and_run_selects_on_validation_then_trains(tmp_path):
+  stages = []
+
+  def make(lr, stage):
+    stages.append((lr, stage))
+    spec = make_spec(lr=lr, run_id=f"{stage}_lr{lr:g}", epochs=2)
+    return spec
+
+  val = jt.Mnist(DATA.train_images[:192], DATA.train_labels[:192],
+                 DATA.train_images[192:], DATA.train_labels[192:])
+  tuned = runs.tune_and_run(make, [1e30, 1e-2], DATA, val, str(tmp_path))
+  assert tuned.lr == 1e-2 and [t["status"] for t in tuned.table] == ["diverged", "done"]
+  assert stages == [(1e30, "select"), (1e-2, "select"), (1e-2, "final")]
+  assert tuned.result.run_id == "final_lr0.01" and tuned.result.status == "done"
