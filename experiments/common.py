@@ -22,6 +22,10 @@ import numpy as np
 
 __all__ = [
     "add_data_args",
+    "add_suite_args",
+    "load_mnist_or_exit",
+    "plot_band",
+    "print_device",
     "add_run_args",
     "describe_device",
     "HelpFormatter",
@@ -29,6 +33,7 @@ __all__ = [
     "first_crossing",
     "json_default",
     "mean_std",
+    "parse_floats",
     "parse_ints",
     "parse_seeds",
     "progress",
@@ -185,3 +190,78 @@ def progress(total: int, desc: str, *, disable: bool = False):
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
   return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, file=sys.stderr)
+
+
+def add_suite_args(parser: argparse.ArgumentParser, *, out: str, seeds: str = "0,1,2",
+                   lrs: str | None = None) -> None:
+  """The flags every experiment-suite script shares.
+
+  ``--seeds``, ``--lrs`` (the learning-rate grid, selected on a validation
+  split; default `experiments.runs.ADAM_LR_GRID`), ``--quick`` (a tiny
+  configuration for tests and smoke runs), the data flags and ``--out`` /
+  ``--no-progress``.
+  """
+  if lrs is None:
+    from experiments.runs import ADAM_LR_GRID  # pylint: disable=import-outside-toplevel
+
+    lrs = ",".join(f"{lr:g}" for lr in ADAM_LR_GRID)
+  parser.add_argument("--seeds", type=parse_seeds, default=seeds,
+                      help="a count N (seeds 0..N-1) or a comma-separated list of seeds")
+  parser.add_argument("--lrs", type=parse_floats, default=lrs,
+                      help="learning-rate grid, comma-separated; every loss gets the same grid "
+                           "and its rate is selected on a validation split of the training set")
+  parser.add_argument("--quick", action="store_true",
+                      help="tiny data, model and epochs: a smoke run for tests (numbers "
+                           "meaningless)")
+  add_data_args(parser)
+  add_run_args(parser, out=out)
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+  """``"1e-3,3e-3"`` -> ``(0.001, 0.003)``; at least one value."""
+  try:
+    values = tuple(float(t) for t in text.split(",") if t.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+  if not values:
+    raise argparse.ArgumentTypeError("expected at least one number")
+  return values
+
+
+def print_device() -> dict[str, Any]:
+  """Prints the device line (``device: CPU (...)``) and returns `environment()`."""
+  env = environment()
+  dev = env["device"]
+  print(f"device: {dev['platform'].upper()} ({dev['device_kind']}, {dev['device_count']} "
+        f"device(s)), jax {env['versions']['jax']}", flush=True)
+  return env
+
+
+def load_mnist_or_exit(args: argparse.Namespace):
+  """Full MNIST (NumPy arrays) from the data flags; a clear SystemExit if unavailable.
+
+  Applies ``--train-subset`` / ``--test-subset`` and prints what was loaded.
+  """
+  import time  # pylint: disable=import-outside-toplevel
+
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+
+  t0 = time.perf_counter()
+  try:
+    data = jt.load_mnist(mnist_dir=args.mnist_dir, data_dir=args.data_dir)
+  except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
+    raise SystemExit(f"error: {err}") from None
+  data = data.subset(args.train_subset, args.test_subset)
+  print(f"MNIST: {data.train_images.shape[0]} train / {data.test_images.shape[0]} test images "
+        f"loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+  return data
+
+
+def plot_band(ax, x, curves_ExS, label: str, **kwargs):
+  """Mean over seeds (columns) as a line, min-max over seeds as a shaded band."""
+  y = np.asarray(curves_ExS, np.float64)
+  with np.errstate(all="ignore"):
+    mean, lo, hi = np.nanmean(y, axis=1), np.nanmin(y, axis=1), np.nanmax(y, axis=1)
+  (line,) = ax.plot(x, mean, marker=".", label=label, **kwargs)
+  ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+  return line
