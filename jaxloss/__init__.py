@@ -11,8 +11,10 @@ from jaxloss.focal import *  # noqa: F401,F403
 from jaxloss.hinge import *  # noqa: F401,F403
 from jaxloss.margin import *  # noqa: F401,F403
 from jaxloss.metrics import *  # noqa: F401,F403
+from jaxloss.multilabel import *  # noqa: F401,F403
 from jaxloss.reductions import *  # noqa: F401,F403
 from jaxloss.registry import *  # noqa: F401,F403
+from jaxloss.rejection import *  # noqa: F401,F403
 from jaxloss.sigmoid import *  # noqa: F401,F403
 from jaxloss.squared import *  # noqa: F401,F403
 
