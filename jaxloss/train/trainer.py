@@ -412,8 +412,11 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   t0 = time.perf_counter()
   init_keys, data_keys = seed_keys(seeds)
   sample_x = train_x[:1]
-  states = jax.jit(jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x)),
-                   out_shardings=repl)(jax.device_put(init_keys, repl))
+  # Initialised eagerly (op by op), not jitted: a jitted init is a fresh XLA
+  # compile for every run (seconds on CPU), while eager ops hit JAX's per-op
+  # cache after the first run of a process.
+  states = jax.device_put(
+      jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x))(init_keys), repl)
   completed = 0
   if callable(resume):
     resume = resume(states)
