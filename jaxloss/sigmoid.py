@@ -121,6 +121,23 @@ def sigmoid_difference(logits, targets, *, axis: int = -1, where=None):
   return _mean_over_classes(jnp.abs(diff), mask, z)
 
 
+def _softplus_pair(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(softplus(z), softplus(-z))`` = ``(-log(1 - sigmoid(z)), -log sigmoid(z))``.
+
+  Each is ``max(+-z, 0) + log1p(exp(-|z|))``, with ``log1p(exp(-|z|))`` in
+  (0, log 2]: exp never overflows and log1p keeps the tiny tail of saturated
+  logits. Written with one branch per sign of z (inputs of the untaken branch
+  set to 0, so its gradient is finite) rather than with ``maximum`` and
+  ``abs``: at z = 0 JAX differentiates ``maximum`` as 1/2 but ``abs`` as 1,
+  which would give the wrong gradient ``-t`` instead of ``sigmoid(0) - t``.
+  """
+  nonneg = z >= 0
+  z_pos = jnp.where(nonneg, z, 0.0)
+  z_neg = jnp.where(nonneg, 0.0, z)
+  tail = jnp.where(nonneg, jnp.log1p(jnp.exp(-z_pos)), jnp.log1p(jnp.exp(z_neg)))
+  return jnp.where(nonneg, z_pos, 0.0) + tail, jnp.where(nonneg, 0.0, -z_neg) + tail
+
+
 def sigmoid_binary_cross_entropy(
     logits, targets, *, axis: int = -1, where=None, pos_weight=None, weights=None,
 ):
@@ -182,15 +199,8 @@ def sigmoid_binary_cross_entropy(
   infinite = jnp.isinf(z)
   skip = infinite if mask is None else infinite | ~mask
   zs = jnp.where(skip, 0.0, z)
-  # log(1 + exp(-|z|)) is in (0, log 2]: exp never overflows, and log1p keeps
-  # the tiny tail of saturated logits.
-  tail = jnp.log1p(jnp.exp(-jnp.abs(zs)))
-  if pw is None:
-    elem = jnp.maximum(zs, 0.0) - zs * t + tail
-  else:
-    softplus_pos = jnp.maximum(zs, 0.0) + tail  # softplus(z) = -log(1 - sigmoid(z))
-    softplus_neg = jnp.maximum(-zs, 0.0) + tail  # softplus(-z) = -log sigmoid(z)
-    elem = pw * t * softplus_neg + (1.0 - t) * softplus_pos
+  softplus_pos, softplus_neg = _softplus_pair(zs)
+  elem = (t if pw is None else pw * t) * softplus_neg + (1.0 - t) * softplus_pos
   if w is not None:
     elem = w * elem
   # An infinite logit: the coefficient of the diverging softplus decides
