@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import tempfile
+import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -73,7 +74,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
   def _get_help_string(self, action):
     text = action.help or ""
-    if ("default" in text or action.default in (None, False)
+    if ("default" in text or action.default is None or action.default is False
         or action.default is argparse.SUPPRESS):
       return text
     return super()._get_help_string(action)
@@ -126,10 +127,20 @@ def environment() -> dict[str, Any]:
       "python": sys.version.split()[0],
       "platform": platform.platform(),
       "processor": platform.processor() or platform.machine(),
-      "command": " ".join(["python -m " + (sys.argv[0].split(os.sep)[-1].removesuffix(".py")
-                                          if sys.argv else "")] + sys.argv[1:]),
+      "command": _command_line(),
       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
+
+
+def _command_line() -> str:
+  """How this process was started, e.g. ``python -m experiments.zoo --quick``."""
+  main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  if main_spec is not None and main_spec.name:
+    name = main_spec.name.removesuffix(".__main__")
+    head = f"python -m {name}"
+  else:
+    head = "python " + (sys.argv[0] if sys.argv else "")
+  return " ".join([head] + sys.argv[1:])
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -260,7 +271,8 @@ def load_mnist_or_exit(args: argparse.Namespace):
 def plot_band(ax, x, curves_ExS, label: str, **kwargs):
   """Mean over seeds (columns) as a line, min-max over seeds as a shaded band."""
   y = np.asarray(curves_ExS, np.float64)
-  with np.errstate(all="ignore"):
+  with warnings.catch_warnings(), np.errstate(all="ignore"):
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs (diverged seeds)
     mean, lo, hi = np.nanmean(y, axis=1), np.nanmin(y, axis=1), np.nanmax(y, axis=1)
   (line,) = ax.plot(x, mean, marker=".", label=label, **kwargs)
   ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
