@@ -8,6 +8,7 @@
 """
 
 import os
+import sys
 
 import jax
 import numpy as np
@@ -38,3 +39,39 @@ def mnist_dir():
   if not path or not os.path.isdir(path):
     pytest.skip("MNIST files not found: set JAXLOSS_MNIST_DIR to the folder with the .gz files")
   return path
+
+
+@pytest.fixture(scope="session")
+def _mnist_memo():
+  return {}
+
+
+@pytest.fixture
+def mnist_loaded_once(mnist_dir, monkeypatch, _mnist_memo):
+  """Makes `jaxloss.train.load_mnist` read MNIST once per test session (and worker).
+
+  The end-to-end tests call a script's ``main`` several times; each call would
+  read both splits through TFDS again (about 2 s, plus TensorFlow's import the
+  first time). The cached arrays are made read-only, so a script that writes
+  into its input fails loudly instead of corrupting the tests after it. The
+  real loader keeps its own tests (`test_train_data.py`).
+  """
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+
+  real_load = jt.load_mnist
+
+  def load_once(*, mnist_dir=None, data_dir=None):
+    key = (None if mnist_dir is None else os.fspath(mnist_dir),
+           None if data_dir is None else os.fspath(data_dir))
+    if key not in _mnist_memo:
+      data = real_load(mnist_dir=mnist_dir, data_dir=data_dir)
+      for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        array.flags.writeable = False
+      _mnist_memo[key] = data
+    return _mnist_memo[key]
+
+  monkeypatch.setattr(jt, "load_mnist", load_once)
+  benchmark = sys.modules.get("experiments.benchmark")  # imports the loader by name
+  if benchmark is not None:
+    monkeypatch.setattr(benchmark, "load_mnist", load_once)
+  return mnist_dir

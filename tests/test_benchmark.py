@@ -27,6 +27,7 @@ def test_hidden_flag_is_parsed():
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_last_line_is_json_with_positive_timings(mnist_dir, capsys):
   record = benchmark.main([
       "--mnist-dir", mnist_dir, "--train-subset", "2048", "--repeats", "1", "--no-torch",

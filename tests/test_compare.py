@@ -94,6 +94,7 @@ def test_missing_mnist_fails_fast_with_advice(tmp_path, monkeypatch):
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_cli_end_to_end_tiny(tmp_path, mnist_dir, capsys):
   out = tmp_path / "run"
   result = compare.main([

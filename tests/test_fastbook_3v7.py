@@ -214,6 +214,7 @@ def test_book_deviations():
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_quick_end_to_end_and_resume(tmp_path, mnist_dir, capsys):
   argv = ["--quick", "--mnist-dir", mnist_dir, "--out", str(tmp_path), "--no-progress"]
   first = fb.main(argv)

@@ -263,6 +263,7 @@ def _strict_json(text):
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_cli_end_to_end_quick_and_resume(tmp_path, mnist_dir, capsys):
   argv = ["--quick", "--mnist-dir", mnist_dir, "--out", str(tmp_path), "--no-progress"]
   result = gradients.main(argv)

@@ -281,6 +281,7 @@ def _check_outputs(out, result, *, alphas, noise_rates, lrs):
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_quick_end_to_end_and_resume(tmp_path, mnist_dir, monkeypatch, capsys):
   out = tmp_path / "ls"
   argv = ["--quick", "--mnist-dir", mnist_dir, "--out", str(out), "--no-progress"]
@@ -307,6 +308,7 @@ def test_quick_end_to_end_and_resume(tmp_path, mnist_dir, monkeypatch, capsys):
 
 @pytest.mark.mnist
 @pytest.mark.slow
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_quick_with_learning_rate_selection(tmp_path, mnist_dir):
   """Two rates: selection runs on the noisy validation split, one seed, their own run ids."""
   out = tmp_path / "sel"

@@ -218,6 +218,7 @@ def test_parse_args_quick_and_overrides():
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_quick_end_to_end_and_resume(tmp_path, mnist_dir, monkeypatch, capsys):
   argv = ["--quick", "--mnist-dir", mnist_dir, "--out", str(tmp_path), "--no-progress"]
   result = ml.main(argv)

@@ -310,6 +310,7 @@ def _rows(path):
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_quick_run_end_to_end_and_resume(mnist_dir, tmp_path):
   argv = ["--quick", "--mnist-dir", mnist_dir, "--out", str(tmp_path), "--no-progress"]
   first = open_set.main(argv)

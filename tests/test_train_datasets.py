@@ -263,11 +263,12 @@ def test_symmetric_label_noise_determinism_and_errors():
 
 
 @pytest.mark.mnist
+@pytest.mark.usefixtures("mnist_loaded_once")
 def test_constructions_on_real_mnist(mnist_dir):
   pytest.importorskip("tensorflow_datasets")
-  from jaxloss.train.data import load_mnist
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
 
-  data = load_mnist(mnist_dir=mnist_dir)
+  data = jt.load_mnist(mnist_dir=mnist_dir)
   pairs = datasets.two_digit_mnist(data, train_size=2000, test_size=500, seed=0)
   assert pairs.train_images.shape == (2000, 28, 56) and pairs.test_images.shape == (500, 28, 56)
   assert pairs.train_labels.shape == (2000, 10) and pairs.train_labels.dtype == np.float32

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import common, runs, zoo
+from experiments import runs, zoo
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -299,16 +299,8 @@ def test_figures_are_pngs(tmp_path):
 
 
 @pytest.mark.mnist
-def test_cli_end_to_end_quick_and_resumed(tmp_path, mnist_dir, monkeypatch, capsys):
-  cache = {}
-  real_load = common.load_mnist_or_exit
-
-  def load_once(args):  # the second call reuses the images (saves ~7 s of loading)
-    if "data" not in cache:
-      cache["data"] = real_load(args)
-    return cache["data"]
-
-  monkeypatch.setattr(common, "load_mnist_or_exit", load_once)
+@pytest.mark.usefixtures("mnist_loaded_once")
+def test_cli_end_to_end_quick_and_resumed(tmp_path, mnist_dir, capsys):
   out = tmp_path / "zoo"
   # Every run costs ~4-5 CPU seconds of compilation: one loss and two rates (2 selection
   # runs + 1 final run) cover both stages within the test's time budget.
