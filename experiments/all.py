@@ -193,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "the committed code, on " + f"{dev['platform'].upper()} ({dev['device_kind']}, "
       f"{dev['device_count']} device(s)), jax {env['versions']['jax']}, "
       f"{env.get('processor') or ''}. Started {env['started']}; this invocation took "
-      f"{total / 60:.1f} min (runs finished in an earlier, interrupted invocation are read back, "
-      "not retrained).",
+      f"{total / 60:.1f} min. (Rerunning the command reads finished runs back instead of "
+      "retraining them, so a resumed invocation's time covers only what it trained.)",
       "",
       "## Verdicts at a glance",
       "",
