@@ -2,19 +2,34 @@
 
 * ``jax_numpy_rank_promotion="raise"``: implicit rank broadcasting is a bug
   magnet, so every test runs with it forbidden.
+* A persistent XLA compilation cache per test process (see below).
 * The ``x64`` fixture enables float64 for one test (float64 references and
   `jax.test_util.check_grads` need it); loss test modules use it for all tests
   with ``pytestmark = pytest.mark.usefixtures("x64")``.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# A persistent XLA compilation cache for this test process (each xdist worker has
+# its own): resume tests rerun the very program an earlier run compiled (several
+# CPU seconds each), and the cache serves it again. Only programs that took at
+# least 0.5 s to compile are stored, so the many tiny jitted ops skip the disk.
+# Set before any test compiles: JAX reads the setting at its first compilation.
+_XLA_CACHE_DIR = tempfile.mkdtemp(prefix="jaxloss-tests-xla-cache-")
+atexit.register(shutil.rmtree, _XLA_CACHE_DIR, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture

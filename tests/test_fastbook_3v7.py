@@ -215,7 +215,7 @@ def test_book_deviations():
 
 @pytest.mark.mnist
 @pytest.mark.usefixtures("mnist_loaded_once")
-def test_quick_end_to_end_and_resume(tmp_path, mnist_dir, capsys):
+def test_quick_end_to_end_and_resume(tmp_path, tmp_path_factory, mnist_dir, monkeypatch, capsys):
   argv = ["--quick", "--mnist-dir", mnist_dir, "--out", str(tmp_path), "--no-progress"]
   first = fb.main(argv)
   printed = capsys.readouterr().out
@@ -262,3 +262,36 @@ def test_quick_end_to_end_and_resume(tmp_path, mnist_dir, capsys):
   assert rows2 == rows
   assert second["summary"]["verdict"] == first["summary"]["verdict"]
   assert second["summary"]["runs"] == first["summary"]["runs"]
+
+  # Kill the same command right after its first checkpoint (epoch 1 of the first run), rerun
+  # it: the run continues from epoch 1, the others start, and every number matches `rows`.
+  from jaxloss.train import checkpoints  # pylint: disable=import-outside-toplevel
+
+  cut = tmp_path_factory.mktemp("cut")
+  argv_cut = argv[:argv.index("--out")] + ["--out", str(cut), "--no-progress"]
+  real_save = checkpoints.save
+
+  def save_then_die(path, epoch, state):
+    real_save(path, epoch, state)
+    raise KilledAfterCheckpoint(epoch)
+
+  monkeypatch.setattr(checkpoints, "save", save_then_die)
+  with pytest.raises(KilledAfterCheckpoint):
+    fb.main(argv_cut)
+  monkeypatch.undo()
+  (ckpt,) = list((cut / "runs").glob("*/ckpt"))
+  assert checkpoints.latest_epoch(ckpt) == 1
+  assert not list((cut / "runs").glob("*/result.json"))
+  resumed = fb.main(argv_cut)
+  assert resumed["summary"]["runs_read_back"] == 0 and not list((cut / "runs").glob("*/ckpt"))
+  rows_cut = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
+  assert _without_times(rows_cut) == _without_times(rows)
+  assert resumed["summary"]["verdict"] == first["summary"]["verdict"]
+
+
+class KilledAfterCheckpoint(Exception):
+  """Stands in for the process being killed right after a checkpoint was written."""
+
+
+def _without_times(rows):
+  return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
