@@ -275,10 +275,9 @@ def test_quick_end_to_end_and_resume(tmp_path, tmp_path_factory, mnist_dir, monk
     real_save(path, epoch, state)
     raise KilledAfterCheckpoint(epoch)
 
-  monkeypatch.setattr(checkpoints, "save", save_then_die)
-  with pytest.raises(KilledAfterCheckpoint):
+  with monkeypatch.context() as patch, pytest.raises(KilledAfterCheckpoint):
+    patch.setattr(checkpoints, "save", save_then_die)
     fb.main(argv_cut)
-  monkeypatch.undo()
   (ckpt,) = list((cut / "runs").glob("*/ckpt"))
   assert checkpoints.latest_epoch(ckpt) == 1
   assert not list((cut / "runs").glob("*/result.json"))
