@@ -63,7 +63,7 @@ import jaxlib
 import numpy as np
 import optax
 
-from jaxloss.cross_entropy import softmax_cross_entropy_with_integer_labels
+from jaxloss import softmax_cross_entropy_with_integer_labels
 from jaxloss.train import (MLP, init_state, load_mnist, make_optimizer, make_train_epoch,
                            make_train_step)
 

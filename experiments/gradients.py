@@ -6,7 +6,7 @@ targets collapses to one class, its mistakes getting logit gradients of ~1e-17.
 This script measures that mechanism in two parts.
 
 (a) Analytic, no training. For every multi-class loss of the registry
-(`jaxloss.registry.multiclass()`, K = 10 classes, true class y = 0), the loss
+(`jaxloss.multiclass()`, K = 10 classes, true class y = 0), the loss
 and its derivative with respect to the true-class logit, ``dL/dz_y``, as a
 function of the margin ``m = z_y - max_{c != y} z_c``, computed in float64 with
 ``jax.vmap(jax.grad(...))`` over a grid of margins in [-10, 10], under two
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated registry names trained in part (b)")
   parser.add_argument("--analytic-losses", default=None,
                       help="comma-separated registry names for part (a), or 'all' (default: all "
-                           "of jaxloss.registry.multiclass(); --quick: the --losses)")
+                           "of jaxloss.multiclass(); --quick: the --losses)")
   parser.add_argument("--others-level", type=float, default=-6.0,
                       help="part (a), convention B: the level b of the 9 other logits")
   parser.add_argument("--epochs", type=int, default=None,
@@ -564,7 +564,7 @@ def render_markdown(summary: Mapping[str, Any], analytic_md: str, tuned: Mapping
       f"gradients{quick}",
       "",
       f"**(a) Analytic.** {len(s['analytic']['losses'])} multi-class losses of the registry "
-      f"({'all of' if s['analytic']['all'] else 'a subset of'} `jaxloss.registry.multiclass()`), "
+      f"({'all of' if s['analytic']['all'] else 'a subset of'} `jaxloss.multiclass()`), "
       "K = 10, true class y; margin "
       "m = z_y - max over the other logits. Convention A: logits (m, 0, ..., 0); convention B: "
       f"(b + m, b, ..., b) with b = {s['analytic']['others_level']:g}, where a per-class "
@@ -812,7 +812,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.analytic_losses is None and quick:
     analytic_names = losses
   elif args.analytic_losses in (None, "all"):
-    analytic_names = jaxloss.registry.multiclass()
+    analytic_names = jaxloss.multiclass()
   else:
     analytic_names = _names(args.analytic_losses, "--analytic-losses")
   env = common.print_device()
@@ -945,7 +945,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "command": " ".join(["python -m experiments.gradients",
                            *(sys.argv[1:] if argv is None else argv)]),
       "analytic": {"others_level": args.others_level, "losses": list(analytic_names),
-                   "all": set(analytic_names) == set(jaxloss.registry.multiclass()),
+                   "all": set(analytic_names) == set(jaxloss.multiclass()),
                    "at_margin": at_margin,
                    "shift_invariant": {n: shift_invariant(c) for n, c in table_curves.items()}},
       "selection": {n: [{k: r[k] for k in ("lr", "score", "std", "status", "run_id")}

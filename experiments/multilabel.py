@@ -187,7 +187,7 @@ def loss_fn_for(key: str) -> Callable:
 
 def predict_top2(logits):
   """Top-2 multi-hot prediction (for the trainer's per-label ``train_accuracy``)."""
-  from jaxloss import multilabel  # pylint: disable=import-outside-toplevel
+  from jaxloss._src import multilabel  # pylint: disable=import-outside-toplevel
 
   return multilabel.top_k_multi_hot(logits, NUM_LABELS)
 
@@ -202,7 +202,7 @@ def make_eval_fn(key: str) -> Callable:
   """
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from jaxloss import multilabel  # pylint: disable=import-outside-toplevel
+  from jaxloss._src import multilabel  # pylint: disable=import-outside-toplevel
 
   loss_fn = loss_fn_for(key)
   threshold = VARIANTS[key].sigmoid

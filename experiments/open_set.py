@@ -16,15 +16,15 @@ Protocol:
 * Methods (same MLP, 784-512-512-K ReLU, Adam with cosine decay):
 
   1. ``softmax_ce``: softmax cross-entropy, K = 5 outputs; score = max softmax
-     probability (`jaxloss.rejection.max_softmax_score`).
+     probability (`jaxloss.max_softmax_score`).
   2. ``sigmoid_bce``: per-class sigmoid binary cross-entropy on one-hot targets
      (``jaxloss.get("sigmoid_binary_cross_entropy")``), K = 5; score = max
-     sigmoid (`jaxloss.rejection.max_sigmoid_score`); its natural "none" rule:
+     sigmoid (`jaxloss.max_sigmoid_score`); its natural "none" rule:
      every sigmoid below 0.5.
   3. ``ce_na``: cross-entropy with a 6th "NA" class, trained on synthetic
      non-digit images (`jaxloss.train.datasets.with_na_class`, as many NA
      images as one seen digit has on average, ``--na-images``); score =
-     1 - p(NA) (`jaxloss.rejection.not_class_score`), alternative score = the
+     1 - p(NA) (`jaxloss.not_class_score`), alternative score = the
      largest digit probability; natural rule: argmax = NA. Its seen accuracy is
      the argmax over the 5 digit classes; the share of seen digits it sends to
      NA is reported apart.
@@ -234,7 +234,7 @@ def score_probability(score: str, logits, num_seen: int):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from jaxloss import rejection  # pylint: disable=import-outside-toplevel
+  from jaxloss._src import rejection  # pylint: disable=import-outside-toplevel
 
   if score == "msp":
     return rejection.max_softmax_score(logits)
@@ -325,7 +325,7 @@ def make_eval_fn(method: str, *, num_seen: int, n_seen: int, n_unseen: int = 0,
   """
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from jaxloss import rejection  # pylint: disable=import-outside-toplevel
+  from jaxloss._src import rejection  # pylint: disable=import-outside-toplevel
 
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")

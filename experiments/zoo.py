@@ -11,7 +11,7 @@ results for MLPs of that size?
 Protocol (the experiment suite's, issue #4):
 
 * full MNIST (60k train / 10k test); every loss of
-  ``jaxloss.registry.multiclass()`` (``--losses``) with two MLPs
+  ``jaxloss.multiclass()`` (``--losses``) with two MLPs
   (``--models``, default ``"512,512;800"``: the suite's default
   784-512-512-10 ReLU MLP and the one-hidden-layer 784-800-10 ReLU MLP of the
   classic tables); Adam with cosine decay to 0, batch 128, no weight decay, no
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
   group = parser.add_argument_group("experiment")
   group.add_argument("--losses", default=None,
                      help="comma-separated registry names or aliases (default: every "
-                          "multi-class loss, jaxloss.registry.multiclass(); --quick: "
+                          "multi-class loss, jaxloss.multiclass(); --quick: "
                           + ",".join(QUICK_LOSSES) + ")")
   group.add_argument("--models", type=parse_models, default=None,
                      help=f"MLPs as ';'-separated hidden-width lists (default "
@@ -226,7 +226,7 @@ def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
   if args.models is None:
     args.models = parse_models(QUICK["models"] if args.quick else DEFAULT_MODELS)
   if args.losses is None:
-    names = list(QUICK_LOSSES) if args.quick else jaxloss.registry.multiclass()
+    names = list(QUICK_LOSSES) if args.quick else jaxloss.multiclass()
   else:
     names = [n.strip() for n in args.losses.split(",") if n.strip()]
   if args.quick:
@@ -874,7 +874,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                               seeds=len(args.seeds), epochs=args.epochs,
                               select_epochs=args.select_epochs, n_train=n_train,
                               val_size=args.val_size)
-  default_losses = jaxloss.registry.multiclass()
+  default_losses = jaxloss.multiclass()
   estimate_default, estimate_select3 = (estimate_seconds(
       models=parse_models(DEFAULT_MODELS), n_losses=len(default_losses),
       n_lrs=len(runs.ADAM_LR_GRID), seeds=3, epochs=DEFAULTS["epochs"], select_epochs=e)

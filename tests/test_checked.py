@@ -14,7 +14,7 @@ from jax.experimental import checkify
 import jaxloss
 
 # `jaxloss.checked` is the function (it shadows its module): fetch the module.
-checked_module = importlib.import_module("jaxloss.checked")
+checked_module = importlib.import_module("jaxloss._src.checked")
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -107,7 +107,7 @@ class LabelRangeTest(parameterized.TestCase):
   def test_jit_with_static_kwargs(self):
     z, y = logits_and_labels()
     y[5] = 12
-    hinge = importlib.import_module("jaxloss.hinge")  # `jaxloss.hinge` is margin.hinge
+    hinge = importlib.import_module("jaxloss._src.multiclass_hinge")  # `jaxloss.ovr_hinge` is margin.ovr_hinge
     fn = jax.jit(jaxloss.checked(functools.partial(
         hinge.multiclass_hinge_loss, kind="weston_watkins", margin=2.0)))
     err, loss = fn(z, y)
@@ -153,7 +153,7 @@ class TargetsAndLogitsTest(parameterized.TestCase):
       err.throw()
 
   def test_sigmoid_family_rejects_pm1(self):
-    sigmoid = importlib.import_module("jaxloss.sigmoid")
+    sigmoid = importlib.import_module("jaxloss._src.sigmoid")
     z, y = logits_and_labels()
     pm1 = 2 * np.eye(10)[y] - 1
     for fn in (sigmoid.sigmoid_binary_cross_entropy, sigmoid.sigmoid_difference):
@@ -163,13 +163,13 @@ class TargetsAndLogitsTest(parameterized.TestCase):
       assert err.get().startswith(f"{fn.__name__}: targets must be in [0, 1]")
 
   def test_margin_losses_allow_pm1(self):
-    margin = importlib.import_module("jaxloss.margin")
+    margin = importlib.import_module("jaxloss._src.ovr_margin")
     z, y = logits_and_labels()
     pm1 = 2 * np.eye(10)[y] - 1
-    fn = jaxloss.checked(margin.hinge)
+    fn = jaxloss.checked(margin.ovr_hinge)
     err, loss = fn(z, pm1)
     assert err.get() is None
-    chex.assert_trees_all_close(loss, margin.hinge(z, pm1))
+    chex.assert_trees_all_close(loss, margin.ovr_hinge(z, pm1))
     err, _ = fn(z, 2 * pm1)
     assert err.get().startswith("hinge: targets must be in [-1, 1]")
     err, _ = fn(z, np.where(np.arange(6) == 0, 10, y))  # integer labels: one-vs-rest

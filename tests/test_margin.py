@@ -41,7 +41,7 @@ NP_PHI = {
     "square": lambda v: (1.0 - v) ** 2,
 }
 NAMES = tuple(NP_PHI)
-FUNCS = {name: getattr(jaxloss, name) for name in NAMES}
+FUNCS = {name: getattr(jaxloss, "ovr_" + name) for name in NAMES}
 # Finite at logits of +-1e4 (exponential overflows, see its docstring).
 FINITE_AT_1E4 = ("hinge", "squared_hinge", "smooth_hinge", "logistic", "savage", "tangent",
                  "square")
@@ -87,7 +87,7 @@ def test_margin_losses_mapping():
     jaxloss.MARGIN_LOSSES["mine"] = lambda v: v  # read-only
   z = np.array([[0.3, -1.2, 2.0]])
   for name in NAMES:
-    chex.assert_trees_all_close(jaxloss.margin_loss(z, np.array([2]), kind=name),
+    chex.assert_trees_all_close(jaxloss.ovr_margin_loss(z, np.array([2]), kind=name),
                                 FUNCS[name](z, np.array([2])), rtol=0)
 
 
@@ -213,14 +213,14 @@ def test_logistic_is_sigmoid_bce():
   z = rng.normal(size=(5, 3)) * 3
   t = (rng.random((5, 3)) < 0.5).astype(np.float64)
   want = optax.sigmoid_binary_cross_entropy(z, t).mean(-1)
-  chex.assert_trees_all_close(jaxloss.logistic(z, t), want, rtol=1e-12)
+  chex.assert_trees_all_close(jaxloss.ovr_logistic(z, t), want, rtol=1e-12)
 
 
 def test_no_retrace_for_new_values():
   @jax.jit
   @chex.assert_max_traces(n=1)
   def loss(z, y):
-    return jaxloss.margin_loss(z, y, kind="smooth_hinge").mean()
+    return jaxloss.ovr_margin_loss(z, y, kind="smooth_hinge").mean()
 
   rng = np.random.default_rng(4)
   for _ in range(3):
@@ -377,20 +377,20 @@ def test_properties(z, data):
 def test_bad_inputs():
   z = jnp.zeros((4, 3))
   with pytest.raises(TypeError, match="must be integer class labels"):
-    jaxloss.hinge(z, jnp.zeros(4))
+    jaxloss.ovr_hinge(z, jnp.zeros(4))
   with pytest.raises(TypeError, match=r"targets\[\.\.\., None\]"):
-    jaxloss.logistic(jnp.zeros((4, 1)), jnp.ones(4))
+    jaxloss.ovr_logistic(jnp.zeros((4, 1)), jnp.ones(4))
   with pytest.raises(ValueError, match="must be the logits' shape"):
-    jaxloss.hinge(z, jnp.zeros((4, 2), jnp.int32))
+    jaxloss.ovr_hinge(z, jnp.zeros((4, 2), jnp.int32))
   with pytest.raises(ValueError, match="must be the logits' shape"):
-    jaxloss.square(z, jnp.zeros(3, jnp.int32))
+    jaxloss.ovr_square(z, jnp.zeros(3, jnp.int32))
   with pytest.raises(ValueError, match="valid kinds are 'hinge', 'squared_hinge'"):
-    jaxloss.margin_loss(z, jnp.zeros(4, jnp.int32), kind="huber")
+    jaxloss.ovr_margin_loss(z, jnp.zeros(4, jnp.int32), kind="huber")
   with pytest.raises(TypeError, match="floating-point"):
-    jaxloss.hinge(jnp.zeros((4, 3), jnp.int32), jnp.zeros(4, jnp.int32))
+    jaxloss.ovr_hinge(jnp.zeros((4, 3), jnp.int32), jnp.zeros(4, jnp.int32))
   with pytest.raises(TypeError, match="boolean"):
-    jaxloss.hinge(z, jnp.zeros(4, jnp.int32), where=jnp.ones((4, 3)))
+    jaxloss.ovr_hinge(z, jnp.zeros(4, jnp.int32), where=jnp.ones((4, 3)))
   with pytest.raises(ValueError, match="axis=2 is out of range"):
-    jaxloss.hinge(z, jnp.zeros(4, jnp.int32), axis=2)
+    jaxloss.ovr_hinge(z, jnp.zeros(4, jnp.int32), axis=2)
   with pytest.raises(ValueError, match="scalar"):
-    jaxloss.hinge(jnp.float32(1.0), jnp.float32(1.0))
+    jaxloss.ovr_hinge(jnp.float32(1.0), jnp.float32(1.0))

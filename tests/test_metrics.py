@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 import jaxloss
-from jaxloss import metrics
+from jaxloss._src import metrics
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -133,7 +133,7 @@ class PerExampleTest(parameterized.TestCase):
                 modes=("fwd", "rev"))
 
   def test_brier_is_the_loss(self):
-    from jaxloss import squared
+    from jaxloss._src import squared
     assert metrics.brier_score is squared.brier_score
     assert jaxloss.brier_score is squared.brier_score
 

@@ -13,7 +13,7 @@ from absl.testing import parameterized
 from hypothesis import strategies as st
 
 import jaxloss
-from jaxloss import multilabel
+from jaxloss._src import multilabel
 
 pytestmark = pytest.mark.usefixtures("x64")
 

@@ -131,9 +131,9 @@ class RegistryTest(parameterized.TestCase):
     ml = jaxloss.get("multilabel_bce")
     assert (ml.target_kind, ml.activation, ml.prediction, ml.multiclass) == (
         "multi_hot", "sigmoid", "threshold", False)
-    margin = importlib.import_module("jaxloss.margin")
+    margin = importlib.import_module("jaxloss._src.ovr_margin")
     ovr = jaxloss.get("ovr_savage")
-    assert ovr.per_example.func is margin.savage
+    assert ovr.per_example.func is margin.ovr_savage
     assert (ovr.target_kind, ovr.activation, ovr.prediction) == ("integer", "none", "argmax")
     assert jaxloss.get("multiclass_hinge").hyperparams["kind"] == "crammer_singer"
     assert jaxloss.get("multiclass_hinge_ww").hyperparams["kind"] == "weston_watkins"
@@ -192,7 +192,7 @@ class RegistryTest(parameterized.TestCase):
       spec.hyperparams["alpha"] = 0.5
     with pytest.raises(dataclasses.FrozenInstanceError):
       spec.name = "other"
-    registry = importlib.import_module("jaxloss.registry")
+    registry = importlib.import_module("jaxloss._src.registry")
     with pytest.raises(TypeError):
       registry._BUILTINS["mine"] = None
     assert not hasattr(registry, "register")

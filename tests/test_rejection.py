@@ -14,7 +14,7 @@ from absl.testing import parameterized
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from jaxloss import rejection
+from jaxloss._src import rejection
 
 pytestmark = pytest.mark.usefixtures("x64")
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 import jaxloss
-from jaxloss import metrics
-from jaxloss import squared
+from jaxloss._src import metrics
+from jaxloss._src import squared
 
 pytestmark = pytest.mark.usefixtures("x64")
 

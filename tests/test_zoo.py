@@ -46,7 +46,7 @@ def test_defaults_and_quick_resolution():
 
   args = resolve([])
   assert args.models == ((512, 512), (800,))
-  assert set(args.losses) == set(jaxloss.registry.multiclass()) and len(args.losses) == 19
+  assert set(args.losses) == set(jaxloss.multiclass()) and len(args.losses) == 19
   assert args.losses[0] == zoo.BASELINE  # the reference trains first
   assert (args.epochs, args.select_epochs, args.val_size) == (10, 1, 10000)
   assert args.lrs == runs.ADAM_LR_GRID and args.seeds == (0, 1, 2)
@@ -79,7 +79,7 @@ def test_budget_estimate_explains_the_select_epochs_default():
   import jaxloss
 
   kwargs = dict(models=zoo.parse_models(zoo.DEFAULT_MODELS),
-                n_losses=len(jaxloss.registry.multiclass()), n_lrs=3, seeds=3, epochs=10)
+                n_losses=len(jaxloss.multiclass()), n_lrs=3, seeds=3, epochs=10)
   default = zoo.estimate_seconds(select_epochs=zoo.DEFAULTS["select_epochs"], **kwargs)
   assert default["total"] <= 45 * 60 < zoo.estimate_seconds(select_epochs=3, **kwargs)["total"]
   # 19 x 2 final runs of 10 epochs at about 5.2 s per 3-seed epoch, plus compilation.
@@ -267,7 +267,7 @@ def fake_summary(losses):
 def test_summary_markdown_sections_and_tables():
   import jaxloss
 
-  losses = [zoo.BASELINE] + [n for n in jaxloss.registry.multiclass() if n != zoo.BASELINE]
+  losses = [zoo.BASELINE] + [n for n in jaxloss.multiclass() if n != zoo.BASELINE]
   summary = fake_summary(losses)
   md = zoo.summary_markdown(summary)
   assert md.startswith("## How does every classification loss compare on full MNIST?")
@@ -287,7 +287,7 @@ def test_summary_markdown_sections_and_tables():
 def test_figures_are_pngs(tmp_path):
   import jaxloss
 
-  losses = [zoo.BASELINE] + [n for n in jaxloss.registry.multiclass() if n != zoo.BASELINE]
+  losses = [zoo.BASELINE] + [n for n in jaxloss.multiclass() if n != zoo.BASELINE]
   summary = fake_summary(losses)
   curves, finals = tmp_path / "curves.png", tmp_path / "final_error.png"
   zoo.plot_curves(summary["models"], losses, str(curves))

@@ -5,11 +5,11 @@ Optax; tensorflow-datasets is imported by `load_mnist` only.
 
 Example::
 
-  import jaxloss.registry
+  import jaxloss
   from jaxloss import train as jt
 
   data = jt.load_mnist()          # $JAXLOSS_MNIST_DIR: the four .gz files
-  spec = jaxloss.registry.get("softmax_cross_entropy")
+  spec = jaxloss.get("softmax_cross_entropy")
   for record in jt.iterate_training(jt.TrainConfig(), data,
                                     loss_fn=spec.loss_from_labels,
                                     predict_fn=spec.predict, seeds=(0, 1, 2)):

@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxloss.cross_entropy import softmax_cross_entropy_with_integer_labels
-from jaxloss.metrics import expected_calibration_error
+from jaxloss import softmax_cross_entropy_with_integer_labels
+from jaxloss import expected_calibration_error
 from jaxloss.train import sharding as sharding_lib
 from jaxloss.train.model import MLP
 from jaxloss.train.optim import make_optimizer
@@ -355,7 +355,7 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       on the device once (pass ``data.subset(train=..., test=...)`` for a quick
       run).
     loss_fn: ``loss_fn(logits [B, C], labels [B]) -> scalar`` training loss,
-      e.g. ``jaxloss.registry.get(name).loss_from_labels``.
+      e.g. ``jaxloss.get(name).loss_from_labels``.
     predict_fn: ``logits [B, C] -> labels [B]`` for the accuracies (default argmax).
     seeds: one model per seed, trained side by side (vmapped) in one program.
     mesh: ``"auto"`` (data parallel over all devices when there is more than

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
-from jaxloss import _numerics
+from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
 
 __all__ = ["multiclass_hinge_loss"]
 
 _KINDS = ("crammer_singer", "weston_watkins")
 
 
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def multiclass_hinge_loss(
-    logits, labels, *, margin=1.0, kind: str = "crammer_singer", squared: bool = False,
-    axis: int = -1, where=None, weights=None, example_mask=None,
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+    margin: float | ArrayLike = 1.0, kind: str = "crammer_singer", squared: bool = False,
+) -> jax.Array:
   r"""Multiclass hinge loss with integer labels (Crammer-Singer or Weston-Watkins).
 
   .. math::
@@ -59,6 +62,9 @@ def multiclass_hinge_loss(
     Per-example losses ``[...]``, float32 for 16/32-bit logits, float64 for
     float64 logits. An out-of-range label (not masked by ``example_mask``) gives
     NaN: labels cannot be range-checked at trace time (see `jaxloss.checked`).
+    A NaN or ``+inf`` in an unmasked logit gives NaN. The loss depends on
+    logit differences only and is computed as ``margin + (z_j - z_y)``, so it
+    is exact under a common shift of the logits.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
@@ -82,41 +88,39 @@ def multiclass_hinge_loss(
         f"Unknown multiclass hinge kind {kind!r}; valid kinds are "
         f"{', '.join(repr(k) for k in _KINDS)}.")
   _checks.check_positive(margin, "margin")
-  logits = _checks.check_logits(logits)
-  mask = _checks.check_class_mask(where, logits)
+  logits, z, mask = _checks.prepare(logits, axis, where)
   labels = _checks.check_integer_labels(logits, labels, axis, "multiclass_hinge_loss")
-  z = _checks.to_last_axis(logits, axis)
-  mask = None if mask is None else _checks.to_last_axis(mask, axis)
   w = _checks.check_class_weights(weights, z.shape[-1], z.dtype)
+  bad = _numerics.nonfinite_rows(z, mask)
+  z = jnp.where(jnp.isnan(z) | (z == jnp.inf), 0.0, z)  # bad rows: NaN in `finalize`
   example_mask = _checks.check_example_mask(example_mask, labels.shape)
   if example_mask is not None:
     labels = jnp.where(example_mask, labels, 0)
   margin = jnp.asarray(margin, z.dtype)
 
   # The true-class logit; -inf if the label's class is masked, NaN if out of range.
-  z_y = _numerics.take_label(_numerics.safe_logits(z, mask), labels)
+  z_y = _numerics.take_label(z if mask is None else jnp.where(mask, z, -jnp.inf), labels)
   # Competitors: unmasked classes other than the label with a logit above -inf.
-  classes = jax.lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1)
-  active = (classes != labels[..., None]) & (z > -jnp.inf)
+  active = ~_numerics.label_is_class(labels, z.shape[-1]) & (z != -jnp.inf)
   if mask is not None:
     active = active & mask
   # Non-competitors are selected away right after the (linear) subtraction and
-  # before relu / square (double-where trick): `-inf - z_y` may be -inf or NaN
-  # there, but only its constant derivative is ever used, so neither the value
-  # nor `jax.grad` / `jax.jacfwd` see an inf or NaN from a non-competitor.
+  # before relu / square (the double where of `jaxloss._src.numerics`). The
+  # difference z_j - z_y is formed before the margin is added: at logits near
+  # 1e8, margin + z_j would round the margin away (shift invariance).
   if kind == "crammer_singer":
     has_active = jnp.any(active, axis=-1)
     best = jnp.max(jnp.where(active, z, -jnp.inf), axis=-1)  # -inf if no competitor
-    diff = jnp.where(has_active, margin + best - z_y, 0.0)
+    diff = jnp.where(has_active, margin + (best - z_y), 0.0)
     loss = jax.nn.relu(diff)
     if squared:
       loss = jnp.square(loss)
   else:
-    diff = jnp.where(active, margin + z - z_y[..., None], 0.0)
+    diff = jnp.where(active, margin + (z - z_y[..., None]), 0.0)
     terms = jax.nn.relu(diff)
     if squared:
       terms = jnp.square(terms)
     loss = jnp.sum(terms, axis=-1)  # no competitor (e.g. a fully masked row): 0
   if w is not None:
     loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, example_mask=example_mask)
+  return _numerics.finalize(loss, bad=bad, example_mask=example_mask)

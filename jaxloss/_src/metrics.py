@@ -21,10 +21,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks
-from jaxloss.cross_entropy import softmax_cross_entropy
-from jaxloss.cross_entropy import softmax_cross_entropy_with_integer_labels
-from jaxloss.reductions import safe_divide
+from jaxloss._src import checks as _checks
+from jaxloss._src.cross_entropy import softmax_cross_entropy
+from jaxloss._src.cross_entropy import softmax_cross_entropy_with_integer_labels
+from jaxloss._src.reductions import safe_divide
 
 __all__ = [
     "accuracy",

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-from jaxloss import _checks
+from jaxloss._src import checks as _checks
 
 __all__ = ["checked"]
 

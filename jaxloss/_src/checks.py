@@ -168,6 +168,43 @@ def check_class_weights(weights, num_classes: int, dtype) -> jax.Array | None:
   return weights.astype(dtype)
 
 
+UNIT_TARGETS = (0.0, 1.0)  # probabilities, one-hot and multi-hot targets
+PM1_TARGETS = (-1.0, 1.0)  # margin losses: {-1, +1} (or {0, 1}) targets
+
+
+def declares_targets(target_range: tuple[float, float]):
+  """Marks a public loss with the range of the float targets it takes.
+
+  `jaxloss.checked` reads the mark (``fn.jaxloss_target_range``) to check the
+  values of targets of the logits' shape; a function without it gets only the
+  generic checks. The mark travels with the function, wherever it is defined.
+  """
+  def mark(fn):
+    fn.jaxloss_target_range = tuple(float(v) for v in target_range)
+    return fn
+  return mark
+
+
+def prepare(logits, axis: int, where, name: str = "logits"):
+  """Upcast the logits, move the class axis last, broadcast the class mask.
+
+  Returns ``(logits, z, mask)``: the upcast logits in their own layout (for the
+  shape checks of labels and targets), and the logits and mask with the class
+  axis last (mask None when not given).
+  """
+  logits = check_logits(logits, name)
+  mask = check_class_mask(where, logits)
+  z = to_last_axis(logits, axis)
+  mask = None if mask is None else to_last_axis(mask, axis)
+  return logits, z, mask
+
+
+def batch_shape(logits: jax.Array, axis: int) -> tuple[int, ...]:
+  """The per-example shape: the logits' shape without the class axis."""
+  axis = normalize_axis(axis, logits.ndim)
+  return logits.shape[:axis] + logits.shape[axis + 1:]
+
+
 def check_positive(value, name: str) -> None:
   """Checks a Python-number hyperparameter is > 0 (traced values are skipped)."""
   if isinstance(value, (int, float)) and not value > 0:

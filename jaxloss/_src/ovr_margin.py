@@ -20,22 +20,22 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
-from jaxloss import _numerics
-from jaxloss.reductions import safe_divide
+from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
 
 __all__ = [
     "MARGIN_LOSSES",
-    "exponential",
-    "hinge",
-    "logistic",
-    "margin_loss",
-    "savage",
-    "smooth_hinge",
-    "square",
-    "squared_hinge",
-    "tangent",
+    "ovr_exponential",
+    "ovr_hinge",
+    "ovr_logistic",
+    "ovr_margin_loss",
+    "ovr_savage",
+    "ovr_smooth_hinge",
+    "ovr_square",
+    "ovr_squared_hinge",
+    "ovr_tangent",
 ]
 
 
@@ -125,28 +125,24 @@ def _signs(logits: jax.Array, labels, axis: int, fn: str) -> tuple[jax.Array, ja
       f"class axis {ax}, {batch_shape} (integer class labels).")
 
 
-def _margin_loss(phi, fn: str, logits, labels, axis: int, where) -> jax.Array:
-  logits = _checks.check_logits(logits)
-  mask = _checks.check_class_mask(where, logits)
+def _margin_loss(phi, fn: str, logits, labels, axis: int, where, example_mask) -> jax.Array:
+  logits, z, mask = _checks.prepare(logits, axis, where)
   y, in_range = _signs(logits, labels, axis, fn)
-  z = _checks.to_last_axis(logits, axis)
-  v = y * z  # y is +-1, so y * (-inf) = -+inf, never 0 * inf.
-  if mask is None:
-    loss = jnp.mean(phi(v), axis=-1)
-  else:
-    mask = _checks.to_last_axis(mask, axis)
-    # Masked classes get the harmless margin 1 before phi (double-where), so an
-    # inf or NaN there reaches neither the value nor the derivatives.
-    per_class = jnp.where(mask, phi(jnp.where(mask, v, 1.0)), 0.0)
-    num_classes = jnp.sum(mask, axis=-1).astype(v.dtype)
-    loss = safe_divide(jnp.sum(per_class, axis=-1), num_classes)  # fully masked row: 0
+  example_mask = _checks.check_example_mask(example_mask, z.shape[:-1])
+  bad = _numerics.nonfinite_rows(z, mask)
+  # y is +-1, so y * (-inf) = -+inf, never 0 * inf. Masked classes and bad
+  # entries get the harmless margin 1 before phi (double where).
+  v = y * z
+  skip = jnp.isnan(z) | (z == jnp.inf)
+  if mask is not None:
+    skip = skip | ~mask
+  loss = _numerics.mean_over_classes(phi(jnp.where(skip, 1.0, v)), mask)
   if in_range is not None:
     # Out-of-range integer labels cannot be caught at trace time: NaN makes
-    # them visible (as `_numerics.take_label` does); see `jaxloss.checked`.
+    # them visible (as `numerics.take_label` does); see `jaxloss.checked`.
     loss = jnp.where(in_range, loss, jnp.nan)
-    if mask is not None:
-      loss = _numerics.finalize(loss, live=jnp.any(mask, axis=-1))
-  return loss
+  dead = None if mask is None else ~jnp.any(mask, axis=-1)
+  return _numerics.finalize(loss, bad=bad, dead=dead, example_mask=example_mask)
 
 
 _ARGS_AND_RETURNS = """Args:
@@ -160,11 +156,13 @@ _ARGS_AND_RETURNS = """Args:
     axis: the class axis.
     where: optional boolean class mask broadcastable to ``logits.shape``;
       masked classes take no part in the mean, and a fully masked row gives 0.
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
     Per-example losses ``[...]`` (the mean over the unmasked classes), float32
     for 16/32-bit logits, float64 for float64 logits. An out-of-range integer
-    label gives NaN (see `jaxloss.checked`)."""
+    label gives NaN (see `jaxloss.checked`), and so does a NaN or ``+inf`` in
+    an unmasked logit; ``-inf`` is a value (the limit of the formula)."""
 
 
 def _shared_doc(fn):
@@ -175,8 +173,12 @@ def _shared_doc(fn):
 
 
 # ---------------------------------------------------------------- public losses
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def hinge(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_hinge(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Hinge loss of the margin, averaged over classes (one-vs-rest SVM loss).
 
   .. math::
@@ -191,17 +193,21 @@ def hinge(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [0.5], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.hinge(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_hinge(logits_Bx1, targets_Bx1).round(4))
     [0.  0.5 2. ]
 
   Reference: Cortes & Vapnik, "Support-Vector Networks", Machine Learning 20
   (1995); "Loss functions for classification", Wikipedia.
   """
-  return _margin_loss(_hinge, "hinge", logits, labels, axis, where)
+  return _margin_loss(_hinge, "ovr_hinge", logits, labels, axis, where, example_mask)
 
 
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def squared_hinge(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_squared_hinge(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Squared hinge loss of the margin, averaged over classes.
 
   .. math::
@@ -216,17 +222,21 @@ def squared_hinge(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [0.5], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.squared_hinge(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_squared_hinge(logits_Bx1, targets_Bx1).round(4))
     [0.   0.25 4.  ]
 
   Reference: "Loss functions for classification", Wikipedia; Rennie & Srebro,
   "Loss Functions for Preference Levels", IJCAI 2005 workshop.
   """
-  return _margin_loss(_squared_hinge, "squared_hinge", logits, labels, axis, where)
+  return _margin_loss(_squared_hinge, "ovr_squared_hinge", logits, labels, axis, where, example_mask)
 
 
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def smooth_hinge(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_smooth_hinge(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Smooth hinge of Rennie & Srebro (2005), averaged over classes.
 
   .. math::
@@ -244,17 +254,21 @@ def smooth_hinge(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [0.5], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.smooth_hinge(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_smooth_hinge(logits_Bx1, targets_Bx1).round(4))
     [0.    0.125 1.5  ]
 
   Reference: Rennie & Srebro, "Loss Functions for Preference Levels: Regression
   with Discrete Ordered Labels", IJCAI 2005 workshop.
   """
-  return _margin_loss(_smooth_hinge, "smooth_hinge", logits, labels, axis, where)
+  return _margin_loss(_smooth_hinge, "ovr_smooth_hinge", logits, labels, axis, where, example_mask)
 
 
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def logistic(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_logistic(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Logistic loss of the margin (natural log), averaged over classes.
 
   .. math::
@@ -271,17 +285,21 @@ def logistic(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [0.5], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.logistic(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_logistic(logits_Bx1, targets_Bx1).round(4))
     [0.1269 0.4741 1.3133]
 
   Reference: "Loss functions for classification", Wikipedia; equals
   ``optax.sigmoid_binary_cross_entropy`` averaged over classes.
   """
-  return _margin_loss(_logistic, "logistic", logits, labels, axis, where)
+  return _margin_loss(_logistic, "ovr_logistic", logits, labels, axis, where, example_mask)
 
 
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def exponential(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_exponential(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Exponential (AdaBoost) loss of the margin, averaged over classes.
 
   .. math::
@@ -298,18 +316,22 @@ def exponential(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [0.5], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.exponential(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_exponential(logits_Bx1, targets_Bx1).round(4))
     [0.1353 0.6065 2.7183 ]
 
   Reference: Freund & Schapire, "A Decision-Theoretic Generalization of
   On-Line Learning and an Application to Boosting", JCSS 55 (1997);
   "Loss functions for classification", Wikipedia.
   """
-  return _margin_loss(_exponential, "exponential", logits, labels, axis, where)
+  return _margin_loss(_exponential, "ovr_exponential", logits, labels, axis, where, example_mask)
 
 
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def savage(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_savage(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Savage loss of the margin, averaged over classes.
 
   .. math::
@@ -326,18 +348,22 @@ def savage(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [0.5], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.savage(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_savage(logits_Bx1, targets_Bx1).round(4))
     [0.0142 0.1425 0.5344]
 
   Reference: Masnadi-Shirazi & Vasconcelos, "On the Design of Loss Functions
   for Classification: theory, robustness to outliers, and SavageBoost",
   NeurIPS 2008.
   """
-  return _margin_loss(_savage, "savage", logits, labels, axis, where)
+  return _margin_loss(_savage, "ovr_savage", logits, labels, axis, where, example_mask)
 
 
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def tangent(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_tangent(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Tangent loss of the margin, averaged over classes.
 
   .. math::
@@ -355,17 +381,21 @@ def tangent(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [1.0], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.tangent(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_tangent(logits_Bx1, targets_Bx1).round(4))
     [1.4745 0.3258 6.609]
 
   Reference: Masnadi-Shirazi, Mahadevan & Vasconcelos, "On the design of robust
   classifiers for computer vision", CVPR 2010.
   """
-  return _margin_loss(_tangent, "tangent", logits, labels, axis, where)
+  return _margin_loss(_tangent, "ovr_tangent", logits, labels, axis, where, example_mask)
 
 
+@_checks.declares_targets(_checks.PM1_TARGETS)
 @_shared_doc
-def square(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
+def ovr_square(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Square loss of the margin, averaged over classes.
 
   .. math::
@@ -381,16 +411,20 @@ def square(logits, labels, *, axis: int = -1, where=None) -> jax.Array:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_Bx1 = jnp.array([[2.0], [0.5], [-1.0]])
     >>> targets_Bx1 = jnp.array([[1.0], [1.0], [1.0]])
-    >>> print(jaxloss.square(logits_Bx1, targets_Bx1).round(4))
+    >>> print(jaxloss.ovr_square(logits_Bx1, targets_Bx1).round(4))
     [1.   0.25 4.  ]
 
   Reference: "Loss functions for classification", Wikipedia; Rifkin & Klautau,
   "In Defense of One-Vs-All Classification", JMLR 5 (2004).
   """
-  return _margin_loss(_square, "square", logits, labels, axis, where)
+  return _margin_loss(_square, "ovr_square", logits, labels, axis, where, example_mask)
 
 
-def margin_loss(logits, labels, *, kind: str, axis: int = -1, where=None) -> jax.Array:
+@_checks.declares_targets(_checks.PM1_TARGETS)
+def ovr_margin_loss(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None, kind: str,
+) -> jax.Array:
   r"""Any margin loss of `MARGIN_LOSSES`, chosen by name.
 
   .. math::
@@ -405,14 +439,15 @@ def margin_loss(logits, labels, *, kind: str, axis: int = -1, where=None) -> jax
       ``"tangent"``, ``"square"``).
     axis: the class axis.
     where: optional boolean class mask broadcastable to ``logits.shape``.
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
-    Per-example losses ``[...]``, as the function of that name returns.
+    Per-example losses ``[...]``, as the function ``ovr_<kind>`` returns.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
     >>> logits_BxC = jnp.array([[2.0, -1.0, 0.5]])
-    >>> print(jaxloss.margin_loss(logits_BxC, jnp.array([0]), kind="hinge").round(4))
+    >>> print(jaxloss.ovr_margin_loss(logits_BxC, jnp.array([0]), kind="hinge").round(4))
     [0.5]
 
   Reference: "Loss functions for classification", Wikipedia.
@@ -421,4 +456,5 @@ def margin_loss(logits, labels, *, kind: str, axis: int = -1, where=None) -> jax
     raise ValueError(
         f"Unknown margin loss kind {kind!r}; valid kinds are "
         f"{', '.join(repr(k) for k in MARGIN_LOSSES)}.")
-  return _margin_loss(MARGIN_LOSSES[kind], kind, logits, labels, axis, where)
+  return _margin_loss(
+      MARGIN_LOSSES[kind], f"ovr_{kind}", logits, labels, axis, where, example_mask)

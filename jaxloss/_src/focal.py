@@ -10,19 +10,16 @@ on ``axis``, ``where``, ``weights`` and ``example_mask``.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
-from jaxloss import _numerics
-from jaxloss.reductions import safe_divide
+from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
+from jaxloss._src.cross_entropy import integer_label_nll
 
 __all__ = ["poly1_cross_entropy", "sigmoid_focal_loss", "softmax_focal_loss"]
-
-_LN2 = math.log(2.0)
 
 
 def _is_concrete_number(value) -> bool:
@@ -33,46 +30,6 @@ def _check_non_negative(value, name: str) -> None:
   """Checks a Python-number hyperparameter is >= 0 (traced values are skipped)."""
   if _is_concrete_number(value) and not value >= 0:
     raise ValueError(f"{name} must be >= 0, got {value}.")
-
-
-def _log1mexp(x: jax.Array) -> jax.Array:
-  """``log(1 - exp(x))`` for ``x < 0``, accurate over the whole range.
-
-  ``log(-expm1(x))`` is accurate near 0 (where ``1 - exp(x)`` cancels) and
-  ``log1p(-exp(x))`` far from it (Maechler 2012, "Accurately computing
-  log(1 - exp(-|a|))"). Both branches of the `where` are differentiated, so
-  each is evaluated at a harmless point (-ln 2) where it is not selected:
-  ``log1p(-exp(0))`` would be ``-inf`` with an infinite derivative.
-  """
-  near_zero = x > -_LN2
-  a = jnp.log(-jnp.expm1(jnp.where(near_zero, x, -_LN2)))
-  b = jnp.log1p(-jnp.exp(jnp.where(near_zero, -_LN2, x)))
-  return jnp.where(near_zero, a, b)
-
-
-def _integer_label_nll(logits, labels, axis, where, weights, example_mask, fn):
-  """Exactly the computation of `softmax_cross_entropy_with_integer_labels`.
-
-  Returns ``(nll, labels, class_weights, example_mask, live, num_classes)`` with
-  ``nll = logsumexp(z) - z_y`` (before class weights and `finalize`), so that
-  the losses built on it reduce to cross-entropy bit for bit.
-  """
-  logits = _checks.check_logits(logits)
-  mask = _checks.check_class_mask(where, logits)
-  z = _checks.to_last_axis(logits, axis)
-  mask = None if mask is None else _checks.to_last_axis(mask, axis)
-  w = _checks.check_class_weights(weights, z.shape[-1], z.dtype)
-  labels = _checks.check_integer_labels(logits, labels, axis, fn)
-  example_mask = _checks.check_example_mask(example_mask, labels.shape)
-  if example_mask is not None:
-    labels = jnp.where(example_mask, labels, 0)  # masked labels are never read
-  z, mask, live = _numerics.guard_dead_rows(z, mask)
-  z = _numerics.safe_logits(z, mask)
-  # logsumexp subtracts the row maximum, so neither +1e4 nor -inf logits
-  # overflow; the label logit is gathered (not one-hot-summed), so a -inf in
-  # another class never meets a 0 weight. No [..., K] log-softmax is formed.
-  nll = _numerics.masked_logsumexp(z, mask) - _numerics.take_label(z, labels)
-  return nll, labels, w, example_mask, live, z.shape[-1]
 
 
 def _softmax_alpha(alpha, labels, num_classes: int, dtype) -> jax.Array | None:
@@ -89,10 +46,12 @@ def _softmax_alpha(alpha, labels, num_classes: int, dtype) -> jax.Array | None:
   return _numerics.take_label(alpha.astype(dtype), labels)
 
 
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def softmax_focal_loss(
-    logits, labels, *, axis: int = -1, where=None, weights=None, example_mask=None,
-    gamma=2.0, alpha=None,
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+    gamma: float | ArrayLike = 2.0, alpha: float | ArrayLike | None = None,
+) -> jax.Array:
   r"""Multi-class (softmax) focal loss with integer labels.
 
   .. math::
@@ -138,9 +97,11 @@ def softmax_focal_loss(
   #1267 on gradients at saturated logits).
   """
   _check_non_negative(gamma, "gamma")
-  nll, labels, w, example_mask, live, k = _integer_label_nll(
-      logits, labels, axis, where, weights, example_mask, "softmax_focal_loss")
+  nll, parts, labels, w, example_mask, _ = integer_label_nll(
+      logits, labels, axis=axis, where=where, weights=weights, example_mask=example_mask,
+      fn="softmax_focal_loss")
   dtype = nll.dtype
+  k = parts.zs.shape[-1]
   # (1 - p_y)^gamma = exp(gamma * log(1 - p_y)), log(1 - p_y) = log1mexp(-nll).
   # Two ends need care, both in value and in both AD modes:
   # * 1 - p_y == 0 (nll underflows to 0 at saturated logits): log(1 - p_y) is
@@ -155,7 +116,7 @@ def softmax_focal_loss(
   one_minus_p_zero = nll <= jnp.finfo(dtype).tiny
   p_zero = nll == jnp.inf
   regular = ~(one_minus_p_zero | p_zero)  # also False for NaN (bad label): NaN flows on
-  log_1mp = _log1mexp(jnp.where(regular, -nll, -1.0))
+  log_1mp = _numerics.log1mexp(jnp.where(regular, -nll, -1.0))
   gamma_arr = jnp.asarray(gamma, dtype)
   at_one = jnp.where(gamma_arr == 0, 1.0, 0.0).astype(dtype)
   factor = jnp.where(one_minus_p_zero, at_one, jnp.exp(gamma_arr * log_1mp))
@@ -166,13 +127,15 @@ def softmax_focal_loss(
     loss = loss * a
   if w is not None:
     loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, live=live, example_mask=example_mask)
+  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 
 
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def poly1_cross_entropy(
-    logits, labels, *, axis: int = -1, where=None, weights=None, example_mask=None,
-    epsilon=1.0,
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+    epsilon: float | ArrayLike = 1.0,
+) -> jax.Array:
   r"""Poly-1 loss: cross-entropy plus a linear term in :math:`1 - p_y`.
 
   .. math::
@@ -214,19 +177,23 @@ def poly1_cross_entropy(
   Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
   Classification Loss Functions", ICLR 2022, eq. (3).
   """
-  nll, labels, w, example_mask, live, _ = _integer_label_nll(
-      logits, labels, axis, where, weights, example_mask, "poly1_cross_entropy")
+  nll, parts, labels, w, example_mask, _ = integer_label_nll(
+      logits, labels, axis=axis, where=where, weights=weights, example_mask=example_mask,
+      fn="poly1_cross_entropy")
   # 1 - p_y = -expm1(-nll): no cancellation as p_y -> 1, and exactly 1 (with a
   # zero derivative, exp(-inf) = 0) when nll = +inf.
   loss = nll + epsilon * -jnp.expm1(-nll)
   if w is not None:
     loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, live=live, example_mask=example_mask)
+  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 
 
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def sigmoid_focal_loss(
-    logits, targets, *, axis: int = -1, where=None, gamma=2.0, alpha=0.25,
-):
+    logits: ArrayLike, targets: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None, gamma: float | ArrayLike = 2.0,
+    alpha: float | ArrayLike | None = 0.25,
+) -> jax.Array:
   r"""Sigmoid (binary, per class) focal loss, averaged over the classes.
 
   .. math::
@@ -245,9 +212,16 @@ def sigmoid_focal_loss(
   ``t = 1`` and ``log_sigmoid(z)`` for ``t = 0``, and for soft targets
   ``logaddexp(log t + log_sigmoid(-z), log(1-t) + log_sigmoid(z))``.
   Saturated logits therefore give a finite value and gradient for every
-  ``gamma >= 0``. An infinite logit gives 0 where its target agrees with it
-  (``-inf`` with ``t = 0``, ``+inf`` with ``t = 1``; zero gradient) and
-  ``+inf`` otherwise.
+  ``gamma >= 0``. A ``-inf`` logit (probability 0) gives 0 with target 0
+  (zero gradient) and ``+inf`` otherwise; a NaN or ``+inf`` logit makes the
+  example's loss NaN.
+
+  Note:
+    Unlike ``optax.sigmoid_focal_loss`` (elementwise, the logits' shape), this
+    returns one value per example, the mean over the classes:
+    ``optax.sigmoid_focal_loss(z, t).mean(axis)``. Every jaxloss loss is
+    per-example, so that `jaxloss.weighted_mean` and ``example_mask`` work
+    alike for all of them.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -257,6 +231,7 @@ def sigmoid_focal_loss(
     where: optional boolean class mask broadcastable to ``logits.shape``;
       masked classes take no part (the mean is over unmasked classes) and a
       fully masked row gives 0.
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
     gamma: focusing parameter, ``>= 0``.
     alpha: balancing weight of the positives in ``[0, 1]`` (negatives get
       ``1 - alpha``); ``None`` or ``< 0`` for none.
@@ -278,24 +253,15 @@ def sigmoid_focal_loss(
   _check_non_negative(gamma, "gamma")
   if _is_concrete_number(alpha) and alpha > 1:
     raise ValueError(f"alpha must be <= 1 (or None / negative for no weighting), got {alpha}.")
-  logits = _checks.check_logits(logits)
-  t = _checks.check_targets(logits, targets, axis, "sigmoid_focal_loss")
-  mask = _checks.check_class_mask(where, logits)
-  z = _checks.to_last_axis(logits, axis)
-  t = _checks.to_last_axis(t, axis)
-  mask = None if mask is None else _checks.to_last_axis(mask, axis)
+  logits, z, mask = _checks.prepare(logits, axis, where)
+  t = _checks.to_last_axis(
+      _checks.check_targets(logits, targets, axis, "sigmoid_focal_loss"), axis)
+  example_mask = _checks.check_example_mask(example_mask, z.shape[:-1])
   dtype = z.dtype
-
-  # Masked classes and infinite logits are replaced by 0 before any non-linear
-  # function (double where: the unused branch is differentiated too); their
-  # elements are selected afterwards.
-  infinite = jnp.isinf(z)
-  skip = infinite if mask is None else infinite | ~mask
-  zs = jnp.where(skip, 0.0, z)
+  zs, minus_inf, bad = _numerics.sigmoid_inputs(z, mask)
   ls_pos = jax.nn.log_sigmoid(zs)  # log p
   ls_neg = jax.nn.log_sigmoid(-zs)  # log (1 - p)
-  # BCE with logits, = max(z, 0) - z t + log1p(exp(-|z|)); finite for finite z.
-  ce = -(t * ls_pos + (1.0 - t) * ls_neg)
+  ce = _numerics.sigmoid_bce_terms(zs, t)
   # log(1 - p_t), 1 - p_t = t (1 - p) + (1 - t) p. Hard targets pick one
   # log-sigmoid; soft ones combine both with logaddexp on a t strictly in (0, 1)
   # (the hard-target entries get t = 1/2 there, so log 0 is never formed).
@@ -315,14 +281,8 @@ def sigmoid_focal_loss(
     if not _is_concrete_number(alpha):  # traced alpha: the < 0 switch at run time
       alpha_t = jnp.where(a < 0, jnp.ones_like(alpha_t), alpha_t)
     elem = alpha_t * elem
-  # Infinite logits: 0 when the target agrees (z = -inf, t = 0 or z = +inf,
-  # t = 1), else +inf (the BCE diverges and the factor tends to a positive value).
-  agrees = jnp.where(z > 0, is_one, is_zero)
-  elem = jnp.where(infinite, jnp.where(agrees, 0.0, jnp.inf).astype(dtype), elem)
-  if mask is not None:
-    elem = jnp.where(mask, elem, 0.0)
-  total = jnp.sum(elem, axis=-1)
-  if mask is None:
-    return total / z.shape[-1]
-  count = jnp.sum(mask, axis=-1).astype(dtype)
-  return safe_divide(total, count)
+  # A -inf logit (probability 0): 0 when the target is 0, else +inf (the BCE
+  # diverges and the factor tends to a positive value).
+  elem = jnp.where(minus_inf, jnp.where(is_zero, 0.0, jnp.inf).astype(dtype), elem)
+  loss = _numerics.mean_over_classes(elem, mask)
+  return _numerics.finalize(loss, bad=bad, example_mask=example_mask)

@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
-from jaxloss.reductions import safe_divide
+from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
 
 __all__ = ["sigmoid_binary_cross_entropy", "sigmoid_difference"]
 
 
-def _prepare(logits, targets, axis, where, fn):
-  """Upcast, check targets and mask, move the class axis last."""
-  logits = _checks.check_logits(logits)
-  t = _checks.check_targets(logits, targets, axis, fn)
-  mask = _checks.check_class_mask(where, logits)
-  z = _checks.to_last_axis(logits, axis)
-  t = _checks.to_last_axis(t, axis)
-  mask = None if mask is None else _checks.to_last_axis(mask, axis)
-  return logits, z, t, mask
+def _prepare(logits, targets, axis, where, example_mask, fn):
+  """Upcast, check targets and masks, move the class axis last."""
+  logits, z, mask = _checks.prepare(logits, axis, where)
+  t = _checks.to_last_axis(_checks.check_targets(logits, targets, axis, fn), axis)
+  example_mask = _checks.check_example_mask(example_mask, z.shape[:-1])
+  return logits, z, t, mask, example_mask
 
 
 def _class_vector(value, logits, axis, z, name):
@@ -53,15 +51,11 @@ def _class_vector(value, logits, axis, z, name):
   return _checks.to_last_axis(value, axis)
 
 
-def _mean_over_classes(elem, mask, z):
-  """Mean over the last axis and the unmasked classes; 0 for a fully masked row."""
-  if mask is None:
-    return jnp.sum(elem, axis=-1) / z.shape[-1]
-  elem = jnp.where(mask, elem, 0.0)
-  return safe_divide(jnp.sum(elem, axis=-1), jnp.sum(mask, axis=-1).astype(z.dtype))
-
-
-def sigmoid_difference(logits, targets, *, axis: int = -1, where=None):
+@_checks.declares_targets(_checks.UNIT_TARGETS)
+def sigmoid_difference(
+    logits: ArrayLike, targets: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Mean absolute difference between per-class sigmoid probabilities and targets.
 
   .. math::
@@ -88,10 +82,12 @@ def sigmoid_difference(logits, targets, *, axis: int = -1, where=None):
       masked classes take no part (the mean is over unmasked classes) and a
       fully masked row gives 0. ``-inf`` logits are allowed anywhere (an
       unmasked one counts as probability 0).
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
     Per-example losses ``[...]`` (the class axis removed), float32 for 16/32-bit
-    logits, float64 for float64 logits.
+    logits, float64 for float64 logits; NaN where an unmasked logit is NaN or
+    ``+inf``.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
@@ -103,44 +99,27 @@ def sigmoid_difference(logits, targets, *, axis: int = -1, where=None):
   Reference: Howard & Gugger, *Deep Learning for Coders with fastai and
   PyTorch* (2020), ch. 4, ``mnist_loss``.
   """
-  logits, z, t, mask = _prepare(logits, targets, axis, where, "sigmoid_difference")
-  # Infinite and masked logits are replaced by 0 before the sigmoid (double
-  # where: the unused branch is differentiated too); infinite ones get their
-  # limit probability (0 or 1, a constant with zero gradient) afterwards.
-  infinite = jnp.isinf(z)
-  skip = infinite if mask is None else infinite | ~mask
-  zs = jnp.where(skip, 0.0, z)
+  _, z, t, mask, example_mask = _prepare(
+      logits, targets, axis, where, example_mask, "sigmoid_difference")
+  zs, minus_inf, bad = _numerics.sigmoid_inputs(z, mask)
   # sigma(z) - t written as (1 - t) sigma(z) - t sigma(-z) (equal, since
   # sigma(-z) = 1 - sigma(z)): for t = 1 it is -sigma(-z) and for t = 0 it is
   # sigma(z), so no 1 - sigma(z) cancellation at saturated logits (in float32
   # sigma(20) rounds to 1, sigma(-20) = 2e-9 does not underflow).
   diff = (1.0 - t) * jax.nn.sigmoid(zs) - t * jax.nn.sigmoid(-zs)
-  diff = jnp.where(infinite, (z > 0).astype(z.dtype) - t, diff)
+  diff = jnp.where(minus_inf, -t, diff)  # a -inf logit has probability exactly 0
   # |.| is not differentiable at 0, which a finite logit never reaches on 0/1
   # targets (0 < sigma(z) < 1); JAX's derivative of abs at 0 is 0, not NaN.
-  return _mean_over_classes(jnp.abs(diff), mask, z)
+  loss = _numerics.mean_over_classes(jnp.abs(diff), mask)
+  return _numerics.finalize(loss, bad=bad, example_mask=example_mask)
 
 
-def _softplus_pair(z: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """``(softplus(z), softplus(-z))`` = ``(-log(1 - sigmoid(z)), -log sigmoid(z))``.
-
-  Each is ``max(+-z, 0) + log1p(exp(-|z|))``, with ``log1p(exp(-|z|))`` in
-  (0, log 2]: exp never overflows and log1p keeps the tiny tail of saturated
-  logits. Written with one branch per sign of z (inputs of the untaken branch
-  set to 0, so its gradient is finite) rather than with ``maximum`` and
-  ``abs``: at z = 0 JAX differentiates ``maximum`` as 1/2 but ``abs`` as 1,
-  which would give the wrong gradient ``-t`` instead of ``sigmoid(0) - t``.
-  """
-  nonneg = z >= 0
-  z_pos = jnp.where(nonneg, z, 0.0)
-  z_neg = jnp.where(nonneg, 0.0, z)
-  tail = jnp.where(nonneg, jnp.log1p(jnp.exp(-z_pos)), jnp.log1p(jnp.exp(z_neg)))
-  return jnp.where(nonneg, z_pos, 0.0) + tail, jnp.where(nonneg, 0.0, -z_neg) + tail
-
-
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def sigmoid_binary_cross_entropy(
-    logits, targets, *, axis: int = -1, where=None, pos_weight=None, weights=None,
-):
+    logits: ArrayLike, targets: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+) -> jax.Array:
   r"""Per-class sigmoid binary cross-entropy with logits, mean over the classes.
 
   .. math::
@@ -149,14 +128,25 @@ def sigmoid_binary_cross_entropy(
 
   with :math:`p_c` the ``pos_weight`` (1 by default), :math:`w_c` the class
   ``weights`` (1 by default) and the mean over the :math:`K` unmasked classes
-  (the weights do not enter the denominator). Without ``pos_weight`` each term
-  is computed as :math:`\max(z, 0) - z t + \log(1 + e^{-|z|})`, which neither
-  overflows nor loses the small terms of saturated logits.
+  (the weights do not enter the denominator). Each term is
+  :math:`-(p\,t \log\sigma(z) + (1 - t)\log\sigma(-z))` with
+  `jax.nn.log_sigmoid`, which neither overflows nor loses the small terms of
+  saturated logits, and whose derivative at :math:`z = 0` is the correct
+  :math:`\sigma(0) - t`.
 
-  Infinite logits: a term is 0 (with zero gradient) when its target agrees
-  (``-inf`` with ``t = 0``, ``+inf`` with ``t = 1``) and ``+inf`` otherwise,
-  e.g. a ``-inf`` logit with target 1. Value, `jax.grad` and `jax.jacfwd` are
-  NaN-free in both cases.
+  A ``-inf`` logit (probability 0): its term is 0 (with zero gradient) when
+  its target is 0 and ``+inf`` otherwise. Value, `jax.grad` and `jax.jacfwd`
+  are NaN-free in both cases. A NaN or ``+inf`` logit makes the example's loss
+  NaN.
+
+  Note:
+    Unlike ``optax.sigmoid_binary_cross_entropy`` and PyTorch's
+    ``binary_cross_entropy_with_logits(reduction="none")`` (elementwise, the
+    logits' shape), this returns one value per example, the mean over the
+    classes: ``optax.sigmoid_binary_cross_entropy(z, t).mean(axis)``. Every
+    jaxloss loss is per-example, so that `jaxloss.weighted_mean` and
+    ``example_mask`` work alike for all of them. For elementwise values use
+    logits of shape ``[..., 1]`` per binary problem.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``); ``[..., 1]``
@@ -171,6 +161,7 @@ def sigmoid_binary_cross_entropy(
       shape (PyTorch's ``pos_weight``).
     weights: optional per-class weights ``[K]`` multiplying each class term
       (PyTorch's ``weight`` restricted to the class axis).
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
     Per-example losses ``[...]``, float32 for 16/32-bit logits, float64 for
@@ -188,25 +179,20 @@ def sigmoid_binary_cross_entropy(
   Reference: ``torch.nn.BCEWithLogitsLoss`` (``weight``, ``pos_weight``);
   ``optax.sigmoid_binary_cross_entropy``.
   """
-  logits, z, t, mask = _prepare(
-      logits, targets, axis, where, "sigmoid_binary_cross_entropy")
+  logits, z, t, mask, example_mask = _prepare(
+      logits, targets, axis, where, example_mask, "sigmoid_binary_cross_entropy")
   w = _checks.check_class_weights(weights, z.shape[-1], z.dtype)
   w = None if w is None else jnp.broadcast_to(w, z.shape)
   pw = None if pos_weight is None else _class_vector(
       pos_weight, logits, axis, z, "pos_weight")
-  # Infinite and masked logits are replaced by 0 before any non-linear function
-  # (double where), and their terms are selected afterwards.
-  infinite = jnp.isinf(z)
-  skip = infinite if mask is None else infinite | ~mask
-  zs = jnp.where(skip, 0.0, z)
-  softplus_pos, softplus_neg = _softplus_pair(zs)
-  elem = (t if pw is None else pw * t) * softplus_neg + (1.0 - t) * softplus_pos
+  zs, minus_inf, bad = _numerics.sigmoid_inputs(z, mask)
+  elem = _numerics.sigmoid_bce_terms(zs, t, pw)
+  # A -inf logit: the coefficient of the diverging -log sigmoid(z) decides
+  # between 0 (it is 0) and +inf; no inf * 0 is formed.
+  coef = t if pw is None else pw * t
   if w is not None:
     elem = w * elem
-  # An infinite logit: the coefficient of the diverging softplus decides
-  # between 0 (it is 0: the target agrees) and +inf; no inf * 0 is formed.
-  coef = jnp.where(z > 0, 1.0 - t, t if pw is None else pw * t)
-  if w is not None:
     coef = coef * w
-  elem = jnp.where(infinite, jnp.where(coef > 0, jnp.inf, 0.0).astype(z.dtype), elem)
-  return _mean_over_classes(elem, mask, z)
+  elem = jnp.where(minus_inf, jnp.where(coef > 0, jnp.inf, 0.0).astype(z.dtype), elem)
+  loss = _numerics.mean_over_classes(elem, mask)
+  return _numerics.finalize(loss, bad=bad, example_mask=example_mask)

@@ -6,15 +6,21 @@ Per-example outputs have the input's shape without the class axis; see
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
-from jaxloss import _numerics
+from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
 
 __all__ = ["kl_divergence"]
 
 
-def kl_divergence(log_predictions, targets, *, axis: int = -1, where=None):
+@_checks.declares_targets(_checks.UNIT_TARGETS)
+def kl_divergence(
+    log_predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1,
+    where: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Kullback-Leibler divergence :math:`\mathrm{KL}(t \,\|\, p)` from log-probabilities.
 
   .. math::
@@ -38,10 +44,12 @@ def kl_divergence(log_predictions, targets, *, axis: int = -1, where=None):
     where: optional boolean class mask broadcastable to the input's shape;
       masked classes take no part (their terms are left out; any value behind
       the mask, ``-inf`` included) and a fully masked row gives 0.
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
     Per-example divergences ``[...]``, float32 for 16/32-bit inputs, float64
-    for float64 inputs.
+    for float64 inputs; NaN where an unmasked log-probability is NaN or
+    ``+inf`` (even against a zero target).
 
   Example:
     >>> import jax, jax.numpy as jnp, jaxloss
@@ -54,13 +62,13 @@ def kl_divergence(log_predictions, targets, *, axis: int = -1, where=None):
   Statist. 22 (1951); equals ``torch.nn.functional.kl_div(log_predictions,
   targets, reduction="none").sum(-1)`` and ``optax.losses.kl_divergence``.
   """
-  log_predictions = _checks.check_logits(log_predictions, "log_predictions")
-  t = _checks.check_targets(log_predictions, targets, axis, "kl_divergence")
-  mask = _checks.check_class_mask(where, log_predictions)
-  lp = _checks.to_last_axis(log_predictions, axis)
-  t = _checks.to_last_axis(t, axis)
+  log_predictions, lp, mask = _checks.prepare(log_predictions, axis, where, "log_predictions")
+  t = _checks.to_last_axis(
+      _checks.check_targets(log_predictions, targets, axis, "kl_divergence"), axis)
+  example_mask = _checks.check_example_mask(example_mask, lp.shape[:-1])
+  bad = _numerics.nonfinite_rows(lp, mask)
+  lp = jnp.where(jnp.isnan(lp) | (lp == jnp.inf), 0.0, lp)  # bad rows: NaN in `finalize`
   if mask is not None:
-    mask = _checks.to_last_axis(mask, axis)
     # Masked classes leave the sum: a zero target drops the term in xlogy_safe,
     # and the masked log-probability is replaced before it is ever multiplied.
     t = jnp.where(mask, t, 0.0)
@@ -71,4 +79,4 @@ def kl_divergence(log_predictions, targets, *, axis: int = -1, where=None):
   log_t = jnp.where(positive, jnp.log(jnp.where(positive, t, 1.0)), 0.0)
   # Both products use xlogy_safe: t = 0 gives 0 even against log p = -inf.
   terms = _numerics.xlogy_safe(t, log_t) - _numerics.xlogy_safe(t, lp)
-  return jnp.sum(terms, axis=-1)
+  return _numerics.finalize(jnp.sum(terms, axis=-1), bad=bad, example_mask=example_mask)

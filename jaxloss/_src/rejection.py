@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _checks
+from jaxloss._src import checks as _checks
 
 __all__ = [
     "auroc",

@@ -50,25 +50,25 @@ import jax.numpy as jnp
 
 # Import functions, not modules: `jaxloss.cross_entropy`, `jaxloss.hinge` and
 # friends are shadowed on the package by same-named functions.
-from jaxloss.cross_entropy import label_smoothing_cross_entropy
-from jaxloss.cross_entropy import softmax_cross_entropy_with_integer_labels
-from jaxloss.focal import poly1_cross_entropy
-from jaxloss.focal import sigmoid_focal_loss
-from jaxloss.focal import softmax_focal_loss
-from jaxloss.hinge import multiclass_hinge_loss
-from jaxloss.margin import exponential
-from jaxloss.margin import hinge
-from jaxloss.margin import logistic
-from jaxloss.margin import savage
-from jaxloss.margin import smooth_hinge
-from jaxloss.margin import square
-from jaxloss.margin import squared_hinge
-from jaxloss.margin import tangent
-from jaxloss.reductions import weighted_mean
-from jaxloss.sigmoid import sigmoid_binary_cross_entropy
-from jaxloss.sigmoid import sigmoid_difference
-from jaxloss.squared import brier_score
-from jaxloss.squared import square_loss
+from jaxloss._src.cross_entropy import label_smoothing_cross_entropy
+from jaxloss._src.cross_entropy import softmax_cross_entropy_with_integer_labels
+from jaxloss._src.focal import poly1_cross_entropy
+from jaxloss._src.focal import sigmoid_focal_loss
+from jaxloss._src.focal import softmax_focal_loss
+from jaxloss._src.multiclass_hinge import multiclass_hinge_loss
+from jaxloss._src.ovr_margin import ovr_exponential
+from jaxloss._src.ovr_margin import ovr_hinge
+from jaxloss._src.ovr_margin import ovr_logistic
+from jaxloss._src.ovr_margin import ovr_savage
+from jaxloss._src.ovr_margin import ovr_smooth_hinge
+from jaxloss._src.ovr_margin import ovr_square
+from jaxloss._src.ovr_margin import ovr_squared_hinge
+from jaxloss._src.ovr_margin import ovr_tangent
+from jaxloss._src.reductions import weighted_mean
+from jaxloss._src.sigmoid import sigmoid_binary_cross_entropy
+from jaxloss._src.sigmoid import sigmoid_difference
+from jaxloss._src.squared import brier_score
+from jaxloss._src.squared import square_loss
 
 __all__ = ["LossSpec", "available", "get", "multiclass"]
 
@@ -261,19 +261,19 @@ _BUILTINS: Mapping[str, _Entry] = types.MappingProxyType({
         "Weston & Watkins, ESANN 1999; torch.nn.functional.multi_margin_loss",
         margin=1.0, kind="weston_watkins", squared=False),
     **{
-        f"ovr_{fn.__name__}": _entry(
+        fn.__name__: _entry(
             fn, "integer", "none",
-            f"One-vs-rest {fn.__name__.replace('_', ' ')} margin loss, mean over classes.",
+            f"One-vs-rest {fn.__name__[4:].replace('_', ' ')} margin loss, mean over classes.",
             _OVR.format(ref))
         for fn, ref in (
-            (hinge, "Cortes & Vapnik 1995"),
-            (squared_hinge, "squared hinge"),
-            (smooth_hinge, "Rennie & Srebro 2005"),
-            (logistic, "logistic"),
-            (exponential, "Freund & Schapire 1997"),
-            (savage, "Masnadi-Shirazi & Vasconcelos, NeurIPS 2008"),
-            (tangent, "Masnadi-Shirazi, Mahadevan & Vasconcelos, CVPR 2010"),
-            (square, "square"),
+            (ovr_hinge, "Cortes & Vapnik 1995"),
+            (ovr_squared_hinge, "squared hinge"),
+            (ovr_smooth_hinge, "Rennie & Srebro 2005"),
+            (ovr_logistic, "logistic"),
+            (ovr_exponential, "Freund & Schapire 1997"),
+            (ovr_savage, "Masnadi-Shirazi & Vasconcelos, NeurIPS 2008"),
+            (ovr_tangent, "Masnadi-Shirazi, Mahadevan & Vasconcelos, CVPR 2010"),
+            (ovr_square, "square"),
         )
     },
 })

@@ -13,30 +13,31 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
-from jaxloss import _numerics
-from jaxloss.reductions import safe_divide
+from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
 
 __all__ = ["brier_score", "square_loss"]
 
 
-def _prepare(logits, labels, axis, where, fn):
-  """Upcast, check labels and mask, move the class axis last; label one-hot and range."""
-  logits = _checks.check_logits(logits)
+def _prepare(logits, labels, axis, where, example_mask, fn):
+  """Upcast, check labels and masks, move the class axis last; label one-hot and range."""
+  logits, z, mask = _checks.prepare(logits, axis, where)
   labels = _checks.check_integer_labels(logits, labels, axis, fn)
-  mask = _checks.check_class_mask(where, logits)
-  z = _checks.to_last_axis(logits, axis)
-  mask = None if mask is None else _checks.to_last_axis(mask, axis)
+  example_mask = _checks.check_example_mask(example_mask, labels.shape)
+  if example_mask is not None:
+    labels = jnp.where(example_mask, labels, 0)
   num_classes = z.shape[-1]
   in_range = (labels >= 0) & (labels < num_classes)
-  # Explicit [..., 1] vs [K] comparison broadcast (rank promotion is an error in tests).
-  is_label = jnp.expand_dims(labels, -1) == jnp.broadcast_to(
-      jnp.arange(num_classes, dtype=labels.dtype), z.shape[:-1] + (num_classes,))
-  return z, mask, is_label, in_range
+  return z, mask, _numerics.label_is_class(labels, num_classes), in_range, example_mask
 
 
-def brier_score(logits, labels, *, axis: int = -1, where=None):
+@_checks.declares_targets(_checks.UNIT_TARGETS)
+def brier_score(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Brier score: squared distance between softmax probabilities and the one-hot label.
 
   .. math::
@@ -56,10 +57,11 @@ def brier_score(logits, labels, *, axis: int = -1, where=None):
     where: optional boolean class mask broadcastable to ``logits.shape``;
       masked classes take no part (see the module docstring) and a row with no
       unmasked finite logit gives 0.
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
     Per-example scores ``[...]``, float32 for 16/32-bit logits, float64 for
-    float64 logits. An out-of-range label gives NaN for that example (as the
+    float64 logits; NaN where an unmasked logit is NaN or ``+inf``. An out-of-range label gives NaN for that example (as the
     cross-entropy losses do): labels cannot be range-checked at trace time.
     Wrap the call in `jaxloss.checked` to get an error instead.
 
@@ -73,33 +75,26 @@ def brier_score(logits, labels, *, axis: int = -1, where=None):
   Reference: Brier, "Verification of Forecasts Expressed in Terms of
   Probability", Monthly Weather Review 78 (1950); also ``jaxloss.metrics.brier_score``.
   """
-  z, mask, is_label, in_range = _prepare(logits, labels, axis, where, "brier_score")
-  # Classes that take part in the softmax: unmasked and above -inf. Everything
-  # else is set to 0 before exp (double where: a -inf logit would make exp's
-  # derivative NaN in the unused branch) and gets probability exactly 0.
-  live_cls = z > -jnp.inf
-  if mask is not None:
-    live_cls = live_cls & mask
-  live = jnp.any(live_cls, axis=-1)
-  # softmax as exp(z - max) / sum, not exp(log_softmax): for logits like
-  # [1e4, 1e4] float32 cannot hold 1e4 + log 2 accurately, so log_softmax is
-  # off by ~5e-4, while z - max is exact. The max is a constant shift (the
-  # softmax does not depend on it), so it carries no gradient.
-  zs = jnp.where(live_cls, z, 0.0)
-  shift = jax.lax.stop_gradient(
-      jnp.max(jnp.where(live_cls, zs, -jnp.inf), axis=-1, keepdims=True))
-  shift = jnp.where(live[..., None], shift, 0.0)  # dead row: max of nothing is -inf
-  e = jnp.where(live_cls, jnp.exp(jnp.where(live_cls, zs - shift, 0.0)), 0.0)
-  total = jnp.sum(e, axis=-1, keepdims=True)
-  p = e / jnp.where(live[..., None], total, 1.0)  # total >= 1 in a live row
-  sq = jnp.square(p - is_label.astype(z.dtype))
+  z, mask, is_label, in_range, example_mask = _prepare(
+      logits, labels, axis, where, example_mask, "brier_score")
+  # The softmax as exp(z - max) / sum (`softmax_parts`), not exp(log_softmax):
+  # for logits like [1e4, 1e4] float32 cannot hold 1e4 + log 2 accurately, so
+  # log_softmax would be off by ~5e-4, while z - max is exact. Classes that
+  # take no part (masked, -inf) get probability exactly 0.
+  parts = _numerics.softmax_parts(z, mask)
+  sq = jnp.square(parts.probabilities() - is_label.astype(z.dtype))
   if mask is not None:
     sq = jnp.where(mask, sq, 0.0)
   loss = jnp.where(in_range, jnp.sum(sq, axis=-1), jnp.nan)
-  return _numerics.finalize(loss, live=live)
+  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 
 
-def square_loss(logits, labels, *, axis: int = -1, where=None, k=1.0, m=1.0):
+@_checks.declares_targets(_checks.UNIT_TARGETS)
+def square_loss(
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None, k: float | ArrayLike = 1.0,
+    m: float | ArrayLike = 1.0,
+) -> jax.Array:
   r"""Square loss on raw logits against a (rescaled) one-hot target.
 
   .. math::
@@ -119,12 +114,16 @@ def square_loss(logits, labels, *, axis: int = -1, where=None, k=1.0, m=1.0):
       masked classes take no part (any value behind the mask, ``-inf``
       included) and a fully masked row gives 0. An UNMASKED ``-inf`` logit
       gives ``+inf``.
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
     k: weight of the true-class term.
     m: target value of the true-class logit.
 
   Returns:
     Per-example losses ``[...]``, float32 for 16/32-bit logits, float64 for
-    float64 logits; NaN for an out-of-range label (see `jaxloss.checked`).
+    float64 logits; NaN for an out-of-range label (see `jaxloss.checked`) and
+    where an unmasked logit is NaN or ``+inf``. The square loss regresses the
+    raw logits, so unlike the softmax losses it is not invariant to a common
+    shift of the logits.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
@@ -136,18 +135,15 @@ def square_loss(logits, labels, *, axis: int = -1, where=None, k=1.0, m=1.0):
   Reference: Hui & Belkin, "Evaluation of Neural Architectures Trained with
   Square Loss vs Cross-Entropy in Classification Tasks", ICLR 2021, sec. 3.
   """
-  z, mask, is_label, in_range = _prepare(logits, labels, axis, where, "square_loss")
+  z, mask, is_label, in_range, example_mask = _prepare(
+      logits, labels, axis, where, example_mask, "square_loss")
   dtype = z.dtype
+  bad = _numerics.nonfinite_rows(z, mask)
   # Masked logits (possibly -inf) are replaced by 0 before squaring (double
   # where): (-inf)^2 has derivative -inf, and 0 * -inf = NaN in the backward pass.
   zs = z if mask is None else jnp.where(mask, z, 0.0)
   k = jnp.asarray(k, dtype)
   m = jnp.asarray(m, dtype)
   sq = jnp.where(is_label, k * jnp.square(zs - m), jnp.square(zs))
-  if mask is None:
-    total = jnp.sum(sq, axis=-1)
-    loss = total / z.shape[-1]
-  else:
-    total = jnp.sum(jnp.where(mask, sq, 0.0), axis=-1)
-    loss = safe_divide(total, jnp.sum(mask, axis=-1).astype(dtype))
-  return jnp.where(in_range, loss, jnp.nan)
+  loss = jnp.where(in_range, _numerics.mean_over_classes(sq, mask), jnp.nan)
+  return _numerics.finalize(loss, bad=bad, example_mask=example_mask)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
-from jaxloss import _numerics
-from jaxloss.reductions import safe_divide
+from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
 
 __all__ = [
     "cross_entropy",
@@ -25,14 +25,34 @@ __all__ = [
 ]
 
 
-def _prepare(logits, axis, where, weights):
+def _prepare(logits, axis, where, weights, name="logits"):
   """Upcast, move the class axis last, broadcast the class mask, check weights."""
-  logits = _checks.check_logits(logits)
-  mask = _checks.check_class_mask(where, logits)
-  z = _checks.to_last_axis(logits, axis)
-  mask = None if mask is None else _checks.to_last_axis(mask, axis)
+  logits, z, mask = _checks.prepare(logits, axis, where, name)
   w = _checks.check_class_weights(weights, z.shape[-1], z.dtype)
   return logits, z, mask, w
+
+
+def _integer_labels(logits, labels, axis, example_mask, fn):
+  """Checked integer labels and example mask; masked-out labels are never read."""
+  labels = _checks.check_integer_labels(logits, labels, axis, fn)
+  example_mask = _checks.check_example_mask(example_mask, labels.shape)
+  if example_mask is not None:
+    labels = jnp.where(example_mask, labels, 0)
+  return labels, example_mask
+
+
+def integer_label_nll(logits, labels, *, axis, where, weights, example_mask, fn):
+  """The cross-entropy kernel that every integer-label softmax loss is built on.
+
+  Returns ``(nll, parts, labels, class_weights, example_mask, mask)`` with
+  ``nll = lse(zs) - zs_y`` from `numerics.softmax_parts` (shift-exact, no
+  ``[..., K]`` log-softmax formed), before class weights and `finalize`.
+  """
+  logits, z, mask, w = _prepare(logits, axis, where, weights)
+  labels, example_mask = _integer_labels(logits, labels, axis, example_mask, fn)
+  parts = _numerics.softmax_parts(z, mask)
+  nll = parts.lse - _numerics.take_label(parts.zs, labels)
+  return nll, parts, labels, w, example_mask, mask
 
 
 def _class_weights_like(w: jax.Array | None, z: jax.Array) -> jax.Array | None:
@@ -46,28 +66,39 @@ def _num_live_classes(mask: jax.Array | None, z: jax.Array) -> jax.Array | int:
   return jnp.sum(mask, axis=-1).astype(z.dtype)
 
 
-def softmax_cross_entropy(logits, targets, *, axis: int = -1, where=None, weights=None):
-  r"""Softmax cross-entropy against probability (or one-hot) targets.
+@_checks.declares_targets(_checks.UNIT_TARGETS)
+def softmax_cross_entropy(
+    logits: ArrayLike, targets: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Softmax cross-entropy against probability (or one-hot) targets, or integer labels.
 
   .. math::
     \ell = -\sum_c w_c\, t_c \log \operatorname{softmax}(z)_c
 
   with the softmax taken over the unmasked classes only. Masked classes
   (``where=False``) and ``-inf`` logits get probability 0 and contribute nothing
-  (``0 * log 0 = 0``); a row with every class masked gives 0.
+  (``0 * log 0 = 0``); a row with every class masked gives 0. The log-softmax
+  is computed from ``z - max z``, so the loss is exact under a common shift.
+
+  Integer labels of the per-example shape are accepted too and go to
+  `softmax_cross_entropy_with_integer_labels` (same result as their one-hot
+  targets, without forming the log-softmax). ``optax.softmax_cross_entropy``
+  takes probability targets only.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
-    targets: the logits' shape; rows are probability vectors (one-hot, smoothed
-      or soft). Integer labels raise an error: use
-      `softmax_cross_entropy_with_integer_labels`.
+    targets: the logits' shape, rows are probability vectors (one-hot,
+      smoothed or soft); or integer labels ``[...]``.
     axis: the class axis.
     where: optional boolean class mask broadcastable to ``logits.shape``.
     weights: optional per-class weights ``[K]`` (PyTorch's ``weight``).
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
     Per-example losses ``[...]`` (the class axis removed), float32 for 16/32-bit
-    logits, float64 for float64 logits.
+    logits, float64 for float64 logits; NaN where an unmasked logit is NaN or
+    ``+inf``.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
@@ -79,29 +110,38 @@ def softmax_cross_entropy(logits, targets, *, axis: int = -1, where=None, weight
   Reference: Goodfellow, Bengio & Courville, *Deep Learning* (2016), sec. 6.2.2.3;
   matches ``torch.nn.functional.cross_entropy`` with probability targets.
   """
+  raw = jnp.asarray(targets)
+  if jnp.issubdtype(raw.dtype, jnp.integer) and raw.shape != jnp.shape(logits):
+    return softmax_cross_entropy_with_integer_labels(
+        logits, raw, axis=axis, where=where, weights=weights, example_mask=example_mask)
   logits, z, mask, w = _prepare(logits, axis, where, weights)
   t = _checks.to_last_axis(
-      _checks.check_targets(logits, targets, axis, "softmax_cross_entropy"), axis)
-  z, mask, live = _numerics.guard_dead_rows(z, mask)
-  log_p = _numerics.masked_log_softmax(z, mask)
+      _checks.check_targets(logits, raw, axis, "softmax_cross_entropy"), axis)
+  example_mask = _checks.check_example_mask(example_mask, z.shape[:-1])
+  parts = _numerics.softmax_parts(z, mask)
   if w is not None:
     t = t * _class_weights_like(w, z)
   if mask is not None:
     t = jnp.where(mask, t, 0.0)
-  loss = -jnp.sum(_numerics.xlogy_safe(t, log_p), axis=-1)
-  return _numerics.finalize(loss, live=live)
+  loss = -jnp.sum(_numerics.xlogy_safe(t, parts.log_softmax()), axis=-1)
+  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 
 
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def softmax_cross_entropy_with_integer_labels(
-    logits, labels, *, axis: int = -1, where=None, weights=None, example_mask=None
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Softmax cross-entropy with integer class labels, without forming log_softmax.
 
   .. math::
-    \ell = w_y \left(\log\sum_{c} e^{z_c} - z_y\right)
+    \ell = w_y \left(\log\sum_{c} e^{z_c - m} - (z_y - m)\right),
+    \qquad m = \max_c z_c
 
   Only a ``logsumexp`` and one gathered logit per example are computed, so no
-  ``[..., K]`` log-probability array is materialized.
+  ``[..., K]`` log-probability array is materialized. The maximum is
+  subtracted first, so the result is exact under a common shift of the logits
+  (see `jaxloss._src.numerics`).
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -118,6 +158,7 @@ def softmax_cross_entropy_with_integer_labels(
     Per-example losses ``[...]``. An out-of-range label (not masked by
     ``example_mask``) gives NaN for that example: labels cannot be range-checked
     at trace time. Wrap the call in `jaxloss.checked` to get an error instead.
+    A NaN or ``+inf`` in an unmasked logit gives NaN too.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
@@ -130,31 +171,30 @@ def softmax_cross_entropy_with_integer_labels(
   Reference: equals ``torch.nn.functional.cross_entropy(..., reduction="none")``
   with integer targets.
   """
-  logits, z, mask, w = _prepare(logits, axis, where, weights)
-  labels = _checks.check_integer_labels(
-      logits, labels, axis, "softmax_cross_entropy_with_integer_labels")
-  example_mask = _checks.check_example_mask(example_mask, labels.shape)
-  if example_mask is not None:
-    labels = jnp.where(example_mask, labels, 0)
-  z, mask, live = _numerics.guard_dead_rows(z, mask)
-  z = _numerics.safe_logits(z, mask)
-  # logsumexp subtracts the row maximum before exponentiating, so neither
-  # +1e4 nor -inf logits overflow; the true logit is gathered, not one-hot-summed,
-  # so a -inf in another class never meets a 0 weight (0 * -inf = NaN).
-  loss = _numerics.masked_logsumexp(z, mask) - _numerics.take_label(z, labels)
+  loss, parts, labels, w, example_mask, _ = integer_label_nll(
+      logits, labels, axis=axis, where=where, weights=weights, example_mask=example_mask,
+      fn="softmax_cross_entropy_with_integer_labels")
   if w is not None:
     loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, live=live, example_mask=example_mask)
+  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 
 
-def nll_loss(log_probs, labels, *, axis: int = -1, where=None, weights=None, example_mask=None):
+@_checks.declares_targets(_checks.UNIT_TARGETS)
+def nll_loss(
+    log_probs: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+) -> jax.Array:
   r"""Negative log-likelihood of integer labels under given log-probabilities.
 
   .. math::
     \ell = -w_y \log p_y
 
-  PyTorch parity: ``cross_entropy(z, y) == nll_loss(log_softmax(z), y)``. The
-  input is not normalized; pass log-probabilities (e.g. ``jax.nn.log_softmax``).
+  The input is log-probabilities, not logits, and is not normalized here
+  (PyTorch's ``nll_loss``): ``nll_loss(jax.nn.log_softmax(z), y)`` equals
+  ``softmax_cross_entropy_with_integer_labels(z, y)`` and
+  ``cross_entropy(z, y, reduction="none")``. The metric
+  `jaxloss.negative_log_likelihood` takes logits instead (it is the
+  cross-entropy, applied to held-out data).
 
   Args:
     log_probs: ``[..., K, ...]`` floating log-probabilities.
@@ -168,7 +208,7 @@ def nll_loss(log_probs, labels, *, axis: int = -1, where=None, weights=None, exa
 
   Returns:
     Per-example losses ``[...]``; NaN for out-of-range labels (see
-    `jaxloss.checked`).
+    `jaxloss.checked`) and where an unmasked log-probability is NaN or ``+inf``.
 
   Example:
     >>> import jax, jax.numpy as jnp, jaxloss
@@ -178,22 +218,22 @@ def nll_loss(log_probs, labels, *, axis: int = -1, where=None, weights=None, exa
 
   Reference: ``torch.nn.functional.nll_loss(..., reduction="none")``.
   """
-  log_probs, lp, mask, w = _prepare(log_probs, axis, where, weights)
-  labels = _checks.check_integer_labels(log_probs, labels, axis, "nll_loss")
-  example_mask = _checks.check_example_mask(example_mask, labels.shape)
-  if example_mask is not None:
-    labels = jnp.where(example_mask, labels, 0)
-  live = None
+  log_probs, lp, mask, w = _prepare(log_probs, axis, where, weights, "log_probs")
+  labels, example_mask = _integer_labels(log_probs, labels, axis, example_mask, "nll_loss")
+  bad = _numerics.nonfinite_rows(lp, mask)
+  dead = None
   if mask is not None:
-    live = jnp.any(mask, axis=-1)
+    dead = ~jnp.any(mask, axis=-1)
     lp = jnp.where(mask, lp, -jnp.inf)
-  loss = -_numerics.take_label(lp, labels)
+  loss = -_numerics.take_label(jnp.where(jnp.isfinite(lp), lp, -jnp.inf), labels)
   if w is not None:
     loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, live=live, example_mask=example_mask)
+  return _numerics.finalize(loss, bad=bad, dead=dead, example_mask=example_mask)
 
 
-def smooth_labels(targets, alpha: float, *, axis: int = -1, where=None) -> jax.Array:
+def smooth_labels(
+    targets: ArrayLike, *, alpha: float, axis: int = -1, where: ArrayLike | None = None,
+) -> jax.Array:
   r"""Label smoothing of one-hot (or probability) targets.
 
   .. math::
@@ -212,7 +252,7 @@ def smooth_labels(targets, alpha: float, *, axis: int = -1, where=None) -> jax.A
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
-    >>> print(jaxloss.smooth_labels(jnp.array([0.0, 1.0, 0.0, 0.0]), 0.2))
+    >>> print(jaxloss.smooth_labels(jnp.array([0.0, 1.0, 0.0, 0.0]), alpha=0.2))
     [0.05 0.85 0.05 0.05]
 
   Reference: Szegedy et al., "Rethinking the Inception Architecture for Computer
@@ -235,10 +275,12 @@ def smooth_labels(targets, alpha: float, *, axis: int = -1, where=None) -> jax.A
   return jnp.moveaxis(smoothed, -1, _checks.normalize_axis(axis, targets.ndim))
 
 
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def label_smoothing_cross_entropy(
-    logits, labels, *, alpha: float = 0.1, axis: int = -1, where=None, weights=None,
-    example_mask=None,
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+    alpha: float = 0.1,
+) -> jax.Array:
   r"""Cross-entropy against label-smoothed targets, from integer or one-hot labels.
 
   .. math::
@@ -281,41 +323,37 @@ def label_smoothing_cross_entropy(
     # One-hot / probability targets: smooth them, then plain cross-entropy.
     logits_c = _checks.check_logits(logits)
     targets = _checks.check_targets(logits_c, raw, axis, "label_smoothing_cross_entropy")
-    loss = softmax_cross_entropy(
-        logits_c, smooth_labels(targets, alpha, axis=axis, where=where),
-        axis=axis, where=where, weights=weights)
-    batch_shape = loss.shape
-    return _numerics.finalize(
-        loss, example_mask=_checks.check_example_mask(example_mask, batch_shape))
+    return softmax_cross_entropy(
+        logits_c, smooth_labels(targets, alpha=alpha, axis=axis, where=where),
+        axis=axis, where=where, weights=weights, example_mask=example_mask)
 
-  logits, z, mask, w = _prepare(logits, axis, where, weights)
-  labels = _checks.check_integer_labels(
-      logits, raw, axis, "label_smoothing_cross_entropy")
-  example_mask = _checks.check_example_mask(example_mask, labels.shape)
-  if example_mask is not None:
-    labels = jnp.where(example_mask, labels, 0)
-  z, mask, live = _numerics.guard_dead_rows(z, mask)
-  z = _numerics.safe_logits(z, mask)
-  lse = _numerics.masked_logsumexp(z, mask)
-  nll = lse - _numerics.take_label(z, labels)
+  nll, parts, labels, w, example_mask, mask = integer_label_nll(
+      logits, raw, axis=axis, where=where, weights=weights, example_mask=example_mask,
+      fn="label_smoothing_cross_entropy")
+  z = parts.zs
   w_all = jnp.ones_like(z) if w is None else _class_weights_like(w, z)
   if mask is not None:
     w_all = jnp.where(mask, w_all, 0.0)
-  # sum_c w_c (lse - z_c) without forming log_softmax. Masked classes hold -inf
-  # in z: select them to 0 before multiplying so 0 * -inf never happens.
-  z_live = z if mask is None else jnp.where(mask, z, 0.0)
-  smooth = lse * jnp.sum(w_all, axis=-1) - jnp.sum(w_all * z_live, axis=-1)
+  # sum_c w_c (lse - zs_c) without forming log_softmax; classes that take no
+  # part hold -inf in zs, so they are selected to 0 before the product
+  # (0 * -inf = NaN). A -inf logit that is not masked gives +inf, as in CE.
+  z_live = jnp.where(parts.taking_part, z, 0.0)
+  smooth = parts.lse * jnp.sum(w_all, axis=-1) - jnp.sum(w_all * z_live, axis=-1)
+  unmasked_minus_inf = jnp.any((w_all != 0) & ~parts.taking_part, axis=-1) & ~parts.dead
+  smooth = jnp.where(unmasked_minus_inf, jnp.inf, smooth)
   if w is not None:
     nll = nll * _numerics.take_label(w, labels)
   k = _num_live_classes(mask, z)
   loss = (1.0 - alpha) * nll + alpha * smooth / k
-  return _numerics.finalize(loss, live=live, example_mask=example_mask)
+  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 
 
+@_checks.declares_targets(_checks.UNIT_TARGETS)
 def cross_entropy(
-    logits, labels, *, axis: int = -1, where=None, weights=None, ignore_index: int | None = None,
-    label_smoothing: float = 0.0, reduction: str = "mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, example_mask: ArrayLike | None = None,
+    ignore_index: int | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+) -> jax.Array:
   r"""``torch.nn.functional.cross_entropy``, argument for argument, in JAX.
 
   Dispatches on ``labels``: integer labels use
@@ -340,6 +378,8 @@ def cross_entropy(
     axis: the class axis.
     where: optional boolean class mask.
     weights: optional per-class weights ``[K]``.
+    example_mask: optional boolean ``[...]``; ``False`` examples are left out
+      of the loss and of the mean's denominator, like ignored labels.
     ignore_index: integer labels equal to this value are ignored (integer
       labels only).
     label_smoothing: ``alpha`` of `smooth_labels`.
@@ -364,12 +404,21 @@ def cross_entropy(
     if ignore_index is not None:
       raise ValueError("ignore_index applies to integer labels only (as in PyTorch).")
     losses = label_smoothing_cross_entropy(
-        logits, raw, alpha=label_smoothing, axis=axis, where=where, weights=weights)
+        logits, raw, alpha=label_smoothing, axis=axis, where=where, weights=weights,
+        example_mask=example_mask)
     if reduction == "none":
       return losses
-    return jnp.sum(losses) if reduction == "sum" else jnp.mean(losses)
+    if reduction == "sum":
+      return jnp.sum(losses)
+    if example_mask is None:
+      return jnp.mean(losses)
+    return _numerics.safe_divide(
+        jnp.sum(losses), jnp.sum(jnp.asarray(example_mask).astype(losses.dtype)))
 
-  example_mask = None if ignore_index is None else raw != ignore_index
+  if ignore_index is not None:
+    kept_labels = raw != ignore_index
+    example_mask = kept_labels if example_mask is None else (
+        _checks.check_example_mask(example_mask, raw.shape) & kept_labels)
   if isinstance(label_smoothing, (int, float)) and label_smoothing == 0:
     losses = softmax_cross_entropy_with_integer_labels(
         logits, raw, axis=axis, where=where, weights=weights, example_mask=example_mask)
@@ -387,4 +436,4 @@ def cross_entropy(
   if weights is not None:
     safe = raw if example_mask is None else jnp.where(example_mask, raw, 0)
     kept = kept * _numerics.take_label(jnp.asarray(weights, losses.dtype), safe)
-  return safe_divide(total, jnp.sum(kept))
+  return _numerics.safe_divide(total, jnp.sum(kept))

@@ -1,0 +1,1 @@
+"""The private implementation of jaxloss; the public names are re-exported by `jaxloss`."""
