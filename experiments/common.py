@@ -36,7 +36,10 @@ __all__ = [
     "mean_std",
     "parse_floats",
     "parse_ints",
+    "parse_learning_rates",
     "parse_seeds",
+    "positive_float",
+    "positive_int",
     "progress",
     "write_json",
     "write_text",
@@ -67,6 +70,28 @@ def parse_seeds(text: str) -> tuple[int, ...]:
   if not seeds or len(set(seeds)) != len(seeds):
     raise argparse.ArgumentTypeError(f"seeds must be distinct integers, got {text!r}")
   return seeds
+
+
+def positive_int(text: str) -> int:
+  """argparse type: an integer ``>= 1`` (epochs, batch size); ``"0"`` is refused."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+  return value
+
+
+def positive_float(text: str) -> float:
+  """argparse type: a finite number ``> 0`` (a learning rate); nan, inf, 0 are refused."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+  if not (math.isfinite(value) and value > 0):
+    raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+  return value
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -218,7 +243,7 @@ def add_suite_args(parser: argparse.ArgumentParser, *, out: str, seeds: str = "0
     lrs = ",".join(f"{lr:g}" for lr in ADAM_LR_GRID)
   parser.add_argument("--seeds", type=parse_seeds, default=seeds,
                       help="a count N (seeds 0..N-1) or a comma-separated list of seeds")
-  parser.add_argument("--lrs", type=parse_floats, default=lrs,
+  parser.add_argument("--lrs", type=parse_learning_rates, default=lrs,
                       help="learning-rate grid, comma-separated; every loss gets the same grid "
                            "and its rate is selected on a validation split of the training set")
   parser.add_argument("--quick", action="store_true",
@@ -236,6 +261,16 @@ def parse_floats(text: str) -> tuple[float, ...]:
     raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
   if not values:
     raise argparse.ArgumentTypeError("expected at least one number")
+  return values
+
+
+def parse_learning_rates(text: str) -> tuple[float, ...]:
+  """`parse_floats`, each value a finite number ``> 0`` (nan, inf, 0 are refused)."""
+  values = parse_floats(text)
+  bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+  if bad:
+    raise argparse.ArgumentTypeError(
+        f"learning rates must be finite numbers > 0, got {', '.join(map(str, bad))}")
   return values
 
 

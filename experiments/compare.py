@@ -64,13 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated registry names or aliases (see jaxloss.available())")
   parser.add_argument("--seeds", type=common.parse_seeds, default="0,1,2",
                       help="a count N (seeds 0..N-1) or a comma-separated list of seeds")
-  parser.add_argument("--epochs", type=int, default=10, help="training epochs")
+  parser.add_argument("--epochs", type=common.positive_int, default=10,
+                      help="training epochs (>= 1)")
   parser.add_argument("--optimizer", default="adam", choices=("sgd", "momentum", "adam", "adamw"),
                       help="optax optimizer")
-  parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+  parser.add_argument("--lr", type=common.positive_float, default=1e-3,
+                      help="peak learning rate (finite, > 0)")
   parser.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
                       help="learning-rate schedule (cosine decays to 0 over the run)")
-  parser.add_argument("--batch-size", type=int, default=128, help="training batch size")
+  parser.add_argument("--batch-size", type=common.positive_int, default=128,
+                      help="training batch size (>= 1)")
   parser.add_argument("--hidden", type=common.parse_ints, default="512,512",
                       help="hidden widths, comma-separated ('' for a linear model)")
   parser.add_argument("--activation", default="relu",
@@ -156,9 +159,10 @@ def run_loss(name: str, config, data, seeds: Sequence[int], *, bar=None,
     if bar is not None:
       bar.set_postfix_str(f"{spec.name} test acc {100 * float(np.mean(record['test_accuracy'])):.2f}%")
       bar.update(1)
-    if not all(np.all(np.isfinite(np.asarray(record[k]))) for k in ("train_loss",)):
-      print(f"warning: {spec.name}: non-finite training loss at epoch {record.epoch}",
-            file=sys.stderr)
+    if np.any(record.diverged):
+      bad = [s for s, flag in zip(record.seeds, record.diverged) if flag]
+      print(f"warning: {spec.name}: seed(s) {bad} diverged (non-finite training loss or "
+            f"weights) by epoch {record.epoch}", file=sys.stderr)
   logits_fn = jt.make_batched_apply(config.model().apply, batch_size=config.eval_batch_size)
   logits = jax.jit(jax.vmap(logits_fn, in_axes=(0, None)))(state.params, data.test_images)
   return {"spec": spec, "history": history, "diagnostics": diagnose(spec, logits, data.test_labels)}

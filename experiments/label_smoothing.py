@@ -9,7 +9,7 @@ Protocol (the experiment suite's, issue #4):
 
 * full MNIST (60k train / 10k test), the default MLP 784-512-512-10 ReLU,
   Adam with cosine decay to 0, batch 128;
-* variants: ``alpha`` in {0, 0.05, 0.1, 0.2} (``jaxloss.get("label_smoothing",
+* variants: ``alpha`` in {0, 0.05, 0.1, 0.2} (``jaxloss.get("label_smoothing_cross_entropy",
   alpha=...)``; ``alpha = 0`` is plain softmax cross-entropy) x training-label
   noise in {0%, 20%} (`jaxloss.train.datasets.symmetric_label_noise` on the 60k
   training labels, one fixed seed, applied BEFORE the validation split, so the
@@ -556,9 +556,9 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
       (f"Setup: MNIST, {s['train_examples']} training images (labels with symmetric noise "
        f"where stated) and {s['test_examples']} test images (clean labels); MLP {s['model']}; "
        f"Adam, cosine decay to 0, batch {s['batch_size']}. Loss: cross-entropy against "
-       "label-smoothed targets (1 - alpha) onehot + alpha / 10 (`jaxloss.get(\"label_smoothing\", "
-       "alpha=...)`; alpha = 0 is plain softmax cross-entropy). Label noise: "
-       "`symmetric_label_noise` (noise seed "
+       "label-smoothed targets (1 - alpha) onehot + alpha / 10 "
+       "(`jaxloss.get(\"label_smoothing_cross_entropy\", alpha=...)`; alpha = 0 is plain "
+       "softmax cross-entropy). Label noise: `symmetric_label_noise` (noise seed "
        f"{s['noise_seed']}) on the training labels before the validation split, so the "
        "validation labels are noisy too. " + protocol +
        f"the final runs use seeds {s['seeds']} and {s['epochs']} epochs on all "
@@ -727,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       noise_infos.append(info)
       for alpha in args.alphas:
         loss = (jaxloss.get("softmax_cross_entropy") if alpha == 0
-                else jaxloss.get("label_smoothing", alpha=alpha))
+                else jaxloss.get("label_smoothing_cross_entropy", alpha=alpha))
         vid = variant_id(alpha, rate)
         keys = {"variant": vid, "alpha": alpha, "noise_rate": rate}
 

@@ -187,9 +187,9 @@ def loss_fn_for(key: str) -> Callable:
 
 def predict_top2(logits):
   """Top-2 multi-hot prediction (for the trainer's per-label ``train_accuracy``)."""
-  from jaxloss._src import multilabel  # pylint: disable=import-outside-toplevel
+  import jaxloss  # pylint: disable=import-outside-toplevel
 
-  return multilabel.top_k_multi_hot(logits, NUM_LABELS)
+  return jaxloss.top_k_multi_hot(logits, k=NUM_LABELS)
 
 
 def make_eval_fn(key: str) -> Callable:
@@ -202,22 +202,22 @@ def make_eval_fn(key: str) -> Callable:
   """
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from jaxloss._src import multilabel  # pylint: disable=import-outside-toplevel
+  import jaxloss  # pylint: disable=import-outside-toplevel
 
   loss_fn = loss_fn_for(key)
   threshold = VARIANTS[key].sigmoid
 
   def scores(pred, targets, suffix):
-    return {f"exact_{suffix}": jnp.mean(multilabel.exact_set_accuracy(pred, targets)),
-            f"macro_f1_{suffix}": multilabel.macro_f1(pred, targets),
-            f"f1_{suffix}": multilabel.per_class_f1(pred, targets)}
+    return {f"exact_{suffix}": jnp.mean(jaxloss.exact_set_accuracy(pred, targets)),
+            f"macro_f1_{suffix}": jaxloss.macro_f1(pred, targets),
+            f"f1_{suffix}": jaxloss.per_class_f1(pred, targets)}
 
   def eval_fn(logits, targets):
     out = {"eval_loss": loss_fn(logits, targets)}
-    out.update(scores(multilabel.top_k_multi_hot(logits, NUM_LABELS), targets, "top2"))
+    out.update(scores(jaxloss.top_k_multi_hot(logits, k=NUM_LABELS), targets, "top2"))
     if threshold:
       # logit > 0  <=>  sigmoid > 0.5.
-      pred = multilabel.threshold_multi_hot(logits, threshold=0.0)
+      pred = jaxloss.threshold_multi_hot(logits, threshold=0.0)
       out.update(scores(pred, targets, "threshold"))
       count = jnp.sum(pred, axis=-1)
       out["count_threshold"] = jnp.mean(count)

@@ -34,9 +34,9 @@ Protocol:
   (all negative, e.g. 7 -> -8). The eval_fn knows both sizes at trace time and
   slices, so every metric is computed inside the jitted epoch program after
   every epoch: seen accuracy, the share of unseen digits rejected at the
-  threshold that keeps 95% of the seen digits (`rejection.threshold_at_recall`
-  + `rejection.rejection_rate`, also per unseen digit), AUROC seen-vs-unseen
-  (`rejection.auroc`), the natural rules' rates, and score histograms.
+  threshold that keeps 95% of the seen digits (`jaxloss.threshold_at_recall`
+  + `jaxloss.rejection_rate`, also per unseen digit), AUROC seen-vs-unseen
+  (`jaxloss.auroc`), the natural rules' rates, and score histograms.
 * Ties: in float32 many probabilities are exactly 1.0 (a logit margin of ~17
   already rounds to 1), and ties would distort the 95% threshold and the AUROC.
   Thresholds and AUROC therefore rank by each score's log-odds
@@ -234,14 +234,14 @@ def score_probability(score: str, logits, num_seen: int):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from jaxloss._src import rejection  # pylint: disable=import-outside-toplevel
+  import jaxloss  # pylint: disable=import-outside-toplevel
 
   if score == "msp":
-    return rejection.max_softmax_score(logits)
+    return jaxloss.max_softmax_score(logits)
   if score == "max_sigmoid":
-    return rejection.max_sigmoid_score(logits)
+    return jaxloss.max_sigmoid_score(logits)
   if score == "not_na":
-    return rejection.not_class_score(logits, num_seen)
+    return jaxloss.not_class_score(logits, cls=num_seen)
   if score == "max_digit":
     return jnp.max(jax.nn.softmax(logits, axis=-1)[:, :num_seen], axis=-1)
   raise ValueError(f"unknown score {score!r}")
@@ -325,7 +325,7 @@ def make_eval_fn(method: str, *, num_seen: int, n_seen: int, n_unseen: int = 0,
   """
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  from jaxloss._src import rejection  # pylint: disable=import-outside-toplevel
+  import jaxloss  # pylint: disable=import-outside-toplevel
 
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
@@ -344,11 +344,11 @@ def make_eval_fn(method: str, *, num_seen: int, n_seen: int, n_unseen: int = 0,
     for score in scores:
       r_in = score_log_odds(score, z_in, num_seen)
       r_out = score_log_odds(score, z_out, num_seen)
-      t = rejection.threshold_at_recall(r_in, recall)
+      t = jaxloss.threshold_at_recall(r_in, recall=recall)
       out[f"{score}_threshold"] = t
-      out[f"{score}_rejected"] = rejection.rejection_rate(r_out, t)
-      out[f"{score}_seen_kept"] = 1.0 - rejection.rejection_rate(r_in, t)
-      out[f"{score}_auroc"] = rejection.auroc(r_in, r_out)
+      out[f"{score}_rejected"] = jaxloss.rejection_rate(r_out, t)
+      out[f"{score}_seen_kept"] = 1.0 - jaxloss.rejection_rate(r_in, t)
+      out[f"{score}_auroc"] = jaxloss.auroc(r_in, r_out)
       if codes:
         is_digit = y_out[:, None] == jnp.asarray(codes, y_out.dtype)[None, :]
         count = jnp.sum(is_digit, axis=0)
@@ -366,8 +366,8 @@ def make_eval_fn(method: str, *, num_seen: int, n_seen: int, n_unseen: int = 0,
     if method == "sigmoid_bce":
       s_in = score_probability("max_sigmoid", z_in, num_seen)
       s_out = score_probability("max_sigmoid", z_out, num_seen)
-      out["rule_unseen_rejected"] = rejection.rejection_rate(s_out, 0.5)
-      out["rule_seen_rejected"] = rejection.rejection_rate(s_in, 0.5)
+      out["rule_unseen_rejected"] = jaxloss.rejection_rate(s_out, 0.5)
+      out["rule_seen_rejected"] = jaxloss.rejection_rate(s_in, 0.5)
     elif method == "ce_na":
       out["rule_unseen_rejected"] = jnp.mean(jnp.argmax(z_out, axis=-1) == num_seen)
       out["rule_seen_rejected"] = out["seen_to_na"]
@@ -619,8 +619,8 @@ def summary_markdown(summary: Mapping[str, Any], command: str, figures: Sequence
        "test images are never used to select." if len(st["lrs"]) > 1 else
        f"One learning rate ({st['lrs'][0]:g}) for every method: no selection.")
       + " Rejection: the threshold keeps "
-      f"{recall:.0f}% of the seen test digits (`rejection.threshold_at_recall`), the table gives "
-      "the share of unseen test digits below it (`rejection.rejection_rate`). Thresholds and "
+      f"{recall:.0f}% of the seen test digits (`jaxloss.threshold_at_recall`), the table gives "
+      "the share of unseen test digits below it (`jaxloss.rejection_rate`). Thresholds and "
       "AUROC rank by each score's log-odds, computed exactly from the logits (same order as the "
       "probability, but no float32 ties at 1.0). Mean ± std over seeds, in %.",
       "",

@@ -20,10 +20,13 @@ the continued run gives the same numbers as an uninterrupted one. Rows are
 written before the checkpoint; after a crash between the two, the epoch is
 trained again and its rows are replaced by identical ones.
 
-Divergence: after each epoch, a seed whose training loss is not finite is
-recorded as diverged at that epoch (its row carries ``"diverged": true``) and
-gets no further rows. When every seed of a run has diverged, the run stops with
-status ``"diverged"`` and the other runs of the experiment go on.
+Divergence: after each epoch, a seed whose training loss is not finite (the
+jaxloss losses return NaN for NaN or ``+inf`` logits, so weights that overflowed
+or turned NaN show here), or whose parameters are not all finite
+(`jaxloss.train.EpochResult.diverged`), is recorded as diverged at that epoch
+(its row carries ``"diverged": true``) and gets no further rows. When every seed
+of a run has diverged, the run stops with status ``"diverged"`` and the other
+runs of the experiment go on.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ class RunResult:
     run_id: the id.
     status: ``"done"`` or ``"diverged"`` (every seed diverged).
     rows: one dict per (seed, epoch), in epoch order.
-    diverged: seed -> epoch at which its training loss became non-finite.
+    diverged: seed -> epoch at which its training loss (or its parameters)
+      became non-finite.
     wall_seconds: training + evaluation time of the whole run (all sessions).
     resumed_from: the epoch a continued run started after (0 if fresh), or
       None if the run was already finished and only read back.
@@ -206,6 +210,7 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None,
                                  eval_fn=spec.eval_fn, resume=resume):
     wall += record.seconds
     new_rows = []
+    flags = record.diverged
     for i, seed in enumerate(record.seeds):
       if seed in diverged:
         continue
@@ -213,7 +218,7 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None,
       row.update({k: _value(v[i]) for k, v in record.metrics.items()})
       row.update({"epoch_seconds": record.seconds, "wall_seconds": wall,
                   "compile_seconds": record.compile_seconds})
-      if not math.isfinite(row["train_loss"]):
+      if flags[i] or not math.isfinite(row["train_loss"]):
         row["diverged"] = True
         diverged[seed] = record.epoch
       new_rows.append(row)

@@ -112,7 +112,7 @@ INPUT_DIM = 784
 THRESHOLD = 98.0  # test accuracy (%) whose first crossing is reported
 FAIL_ERROR = 10.0  # mean final test error (%) at or above which a loss "fails"
 DEFAULT_MODELS = "512,512;800"
-QUICK_LOSSES = ("softmax_cross_entropy", "sigmoid_difference", "multiclass_hinge")
+QUICK_LOSSES = ("softmax_cross_entropy", "sigmoid_difference", "multiclass_hinge_loss")
 DEFAULTS = {"epochs": 10, "select_epochs": 1, "val_size": 10000}
 # --quick: every setting the user left at its default becomes this tiny one. Each
 # run costs about 4-5 CPU seconds of XLA compilation whatever its size (the init

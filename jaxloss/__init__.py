@@ -56,6 +56,7 @@ from jaxloss._src.rejection import rejection_rate as rejection_rate
 from jaxloss._src.rejection import threshold_at_recall as threshold_at_recall
 
 # Losses by name, and opt-in value checks.
+from jaxloss._src.registry import PRESETS as PRESETS
 from jaxloss._src.registry import LossSpec as LossSpec
 from jaxloss._src.registry import available as available
 from jaxloss._src.registry import get as get

@@ -6,6 +6,10 @@
 * The ``x64`` fixture enables float64 for one test (float64 references and
   `jax.test_util.check_grads` need it); loss test modules use it for all tests
   with ``pytestmark = pytest.mark.usefixtures("x64")``.
+* One Hypothesis profile, ``"jaxloss"``, loaded for every test: derandomized
+  (the same examples on every run and machine), no deadline (the first call of
+  a test compiles), and few examples (property tests here sweep many losses
+  per example). A test's own ``@hypothesis.settings`` still overrides fields.
 """
 
 import atexit
@@ -14,11 +18,22 @@ import shutil
 import sys
 import tempfile
 
+import hypothesis
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+hypothesis.settings.register_profile(
+    "jaxloss",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile("jaxloss")
 
 # A persistent XLA compilation cache for this test process (each xdist worker has
 # its own): resume tests rerun the very program an earlier run compiled (several

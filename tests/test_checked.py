@@ -107,7 +107,7 @@ class LabelRangeTest(parameterized.TestCase):
   def test_jit_with_static_kwargs(self):
     z, y = logits_and_labels()
     y[5] = 12
-    hinge = importlib.import_module("jaxloss._src.multiclass_hinge")  # `jaxloss.ovr_hinge` is margin.ovr_hinge
+    hinge = importlib.import_module("jaxloss._src.multiclass_hinge")
     fn = jax.jit(jaxloss.checked(functools.partial(
         hinge.multiclass_hinge_loss, kind="weston_watkins", margin=2.0)))
     err, loss = fn(z, y)
@@ -171,9 +171,9 @@ class TargetsAndLogitsTest(parameterized.TestCase):
     assert err.get() is None
     chex.assert_trees_all_close(loss, margin.ovr_hinge(z, pm1))
     err, _ = fn(z, 2 * pm1)
-    assert err.get().startswith("hinge: targets must be in [-1, 1]")
+    assert err.get().startswith("ovr_hinge: targets must be in [-1, 1]")
     err, _ = fn(z, np.where(np.arange(6) == 0, 10, y))  # integer labels: one-vs-rest
-    assert err.get().startswith("hinge: labels must be in [0, 10)")
+    assert err.get().startswith("ovr_hinge: labels must be in [0, 10)")
 
   def test_nan_and_inf_logits(self):
     z, y = logits_and_labels()
@@ -209,9 +209,14 @@ class TargetsAndLogitsTest(parameterized.TestCase):
 
     err, _ = jaxloss.checked(my_ce)(z, np.full(6, 10))
     assert err.get().startswith("my_ce: labels must be in [0, 10)")
-    # a same-named impostor of a jaxloss function does not borrow its rule
-    assert checked_module._rule_for(my_loss).target_range is None
-    assert checked_module._rule_for(jaxloss.softmax_cross_entropy).target_range == (0.0, 1.0)
+    # a same-named impostor of a jaxloss function does not borrow its range
+    def softmax_cross_entropy(logits, targets):
+      return my_loss(logits, targets)
+
+    assert checked_module._declared_target_range(softmax_cross_entropy) is None
+    err, _ = jaxloss.checked(softmax_cross_entropy)(z, 5.0 * np.eye(10)[y])
+    assert err.get() is None
+    assert checked_module._declared_target_range(jaxloss.softmax_cross_entropy) == (0.0, 1.0)
 
   def test_target_range_none_disables(self):
     z, y = logits_and_labels()
@@ -229,7 +234,73 @@ class TargetsAndLogitsTest(parameterized.TestCase):
     with pytest.raises(TypeError, match="one-hot"):
       jaxloss.checked(CE)(z, np.eye(10)[y])
 
-  def test_rule_table_names_exist(self):
-    """Every function the table names exists in its module (catches typos)."""
-    for module, name in checked_module._RULES:
-      assert callable(getattr(importlib.import_module(module), name)), (module, name)
+  def test_no_table_of_names(self):
+    for old in ("_RULES", "_rule_for", "_Rule"):
+      assert not hasattr(checked_module, old), old
+
+  def test_every_public_loss_is_marked(self):
+    """Each loss declares its range; `checked` reads exactly that mark."""
+    pm1 = {n for n in dir(jaxloss) if n.startswith("ovr_")}
+    marked = {n for n in dir(jaxloss)
+              if getattr(getattr(jaxloss, n), "jaxloss_target_range", None) is not None}
+    losses = {spec_name for spec_name in
+              (jaxloss.get(n).function for n in jaxloss.available())}
+    assert losses <= marked
+    assert pm1 <= marked and "kl_divergence" in marked and "nll_loss" in marked
+    for name in marked:
+      fn = getattr(jaxloss, name)
+      want = (-1.0, 1.0) if name in pm1 else (0.0, 1.0)
+      assert fn.jaxloss_target_range == want, name
+      assert checked_module._declared_target_range(fn) == want, name
+      assert checked_module._declared_target_range(functools.partial(fn)) == want, name
+    # metrics and helpers declare nothing: generic checks
+    for name in ("accuracy", "weighted_mean", "smooth_labels", "negative_log_likelihood"):
+      assert checked_module._declared_target_range(getattr(jaxloss, name)) is None, name
+
+  def test_mark_travels_with_the_function(self):
+    """A loss wrapped or defined elsewhere keeps its checks; the mark decides, not the module."""
+    z, y = logits_and_labels()
+    pm1 = 2 * np.eye(10)[y] - 1
+
+    @functools.wraps(jaxloss.ovr_hinge)
+    def wrapped(logits, targets, **kwargs):
+      return jaxloss.ovr_hinge(logits, targets, **kwargs)
+
+    wrapped.__module__ = "my_project.losses"
+    err, _ = jaxloss.checked(wrapped)(z, pm1)
+    assert err.get() is None
+    err, _ = jaxloss.checked(wrapped)(z, 2 * pm1)
+    assert err.get().startswith("ovr_hinge: targets must be in [-1, 1]")
+
+    # a user loss that declares its range with the same decorator
+    checks = importlib.import_module("jaxloss._src.checks")
+
+    @checks.declares_targets(checks.UNIT_TARGETS)
+    def my_bce(logits, targets, *, example_mask=None):
+      return jaxloss.sigmoid_binary_cross_entropy(logits, targets, example_mask=example_mask)
+
+    err, _ = jaxloss.checked(my_bce)(z, pm1)
+    assert err.get().startswith("my_bce: targets must be in [0, 1]")
+    keep = np.zeros(6, bool)  # every example masked: nothing to check
+    err, _ = jaxloss.checked(my_bce)(z, pm1, example_mask=keep)
+    assert err.get() is None
+    # a plain lambda around a loss has no mark: generic checks only
+    err, _ = jaxloss.checked(lambda logits, t: jaxloss.ovr_hinge(logits, t))(z, 5 * pm1)
+    assert err.get() is None
+
+  def test_example_mask_skips_bad_targets(self):
+    z, y = logits_and_labels()
+    t = np.eye(10)[y]
+    t[2, 0] = 7.0
+    keep = np.arange(6) != 2
+    fn = jaxloss.checked(jaxloss.softmax_cross_entropy)
+    err, loss = fn(z, t, example_mask=keep)
+    assert err.get() is None and float(loss[2]) == 0.0
+    err, _ = fn(z, t, example_mask=np.arange(6) != 3)
+    assert err.get().startswith("softmax_cross_entropy: targets must be in [0, 1]")
+
+  def test_typed(self):
+    import inspect
+    import typing
+    hints = typing.get_type_hints(jaxloss.checked)
+    assert set(hints) == set(inspect.signature(jaxloss.checked).parameters) | {"return"}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +28,20 @@ def test_parse_seeds_and_ints():
     common.parse_seeds("1,1")
   with pytest.raises(Exception, match="integers"):
     common.parse_ints("a,b")
+
+
+def test_positive_flag_types():
+  assert common.positive_int("3") == 3 and common.positive_float("1e-3") == 1e-3
+  assert common.parse_learning_rates("1e-3,3e-3") == (1e-3, 3e-3)
+  for bad in ("0", "-1", "1.5", "x"):
+    with pytest.raises(argparse.ArgumentTypeError):
+      common.positive_int(bad)
+  for bad in ("nan", "inf", "-inf", "0", "-1e-3", "x"):
+    with pytest.raises(argparse.ArgumentTypeError):
+      common.positive_float(bad)
+  for bad in ("1e-3,nan", "inf", "0,1e-3", "-1"):
+    with pytest.raises(argparse.ArgumentTypeError, match="finite numbers > 0"):
+      common.parse_learning_rates(bad)
 
 
 def test_mean_std_and_first_crossing():
@@ -82,6 +99,45 @@ def test_summarize_crossings():
 def test_unknown_loss_lists_valid_names(tmp_path):
   with pytest.raises(SystemExit, match="softmax_cross_entropy"):
     compare.main(["--losses", "nope", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"), (["--lr", "-inf"], "--lr"),
+    (["--lr", "0"], "--lr"), (["--lr", "-1e-3"], "--lr"), (["--lr", "abc"], "--lr"),
+    (["--epochs", "0"], "--epochs"), (["--epochs", "-2"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+])
+def test_bad_training_flags_are_refused_before_any_data(argv, flag, tmp_path, capsys,
+                                                        monkeypatch):
+  def no_data(*args, **kwargs):
+    raise AssertionError("MNIST was loaded despite a bad flag")
+
+  monkeypatch.setattr("jaxloss.train.load_mnist", no_data)
+  with pytest.raises(SystemExit) as exit_info:
+    compare.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith("python -m experiments.compare: error: argument " + flag)
+  assert not (tmp_path / "out").exists()
+
+
+def test_lr_nan_exits_2_at_once_without_loading_jax(tmp_path):
+  """``python -m experiments.compare --lr nan``: exit status 2, one line, nothing trained."""
+  code = ("import sys\n"
+          "from experiments import compare\n"
+          "try:\n"
+          "  compare.main(['--lr', 'nan', '--out', sys.argv[1]])\n"
+          "except SystemExit as e:\n"
+          "  assert 'jax' not in sys.modules, 'jax was imported before the flags were checked'\n"
+          "  raise\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], cwd=root,
+                        capture_output=True, text=True, timeout=60)
+  assert done.returncode == 2, done.stderr
+  last = done.stderr.strip().splitlines()[-1]
+  assert last == ("python -m experiments.compare: error: argument --lr: must be a finite number "
+                  "> 0, got 'nan'")
+  assert done.stdout == "" and not (tmp_path / "out").exists()
 
 
 def test_missing_mnist_fails_fast_with_advice(tmp_path, monkeypatch):

@@ -146,13 +146,15 @@ class ReferenceTest(parameterized.TestCase):
 
   def test_smooth_labels(self):
     t = np.eye(4)[[1, 3]]
-    got = jaxloss.smooth_labels(t, 0.2)
+    got = jaxloss.smooth_labels(t, alpha=0.2)
     chex.assert_trees_all_close(got, 0.8 * t + 0.05)
-    got_axis0 = jaxloss.smooth_labels(t.T, 0.2, axis=0)
+    got_axis0 = jaxloss.smooth_labels(t.T, alpha=0.2, axis=0)
     chex.assert_trees_all_close(got_axis0, (0.8 * t + 0.05).T)
-    got_mask = jaxloss.smooth_labels(t, 0.2, where=np.array([True, True, False, True]))
+    got_mask = jaxloss.smooth_labels(t, alpha=0.2, where=np.array([True, True, False, True]))
     chex.assert_trees_all_close(got_mask.sum(-1), np.ones(2))
     self.assertEqual(float(got_mask[0, 2]), 0.0)
+    with self.assertRaises(TypeError):  # alpha is keyword-only
+      jaxloss.smooth_labels(t, 0.2)  # pylint: disable=too-many-function-args
 
 
 # ---------------------------------------------------------------- PyTorch parity
@@ -306,7 +308,7 @@ NEG_INF_LABELS = np.array([0, 1, 3])
     ("smoothing targets+where", lambda z: jaxloss.label_smoothing_cross_entropy(
         z, jnp.eye(4)[NEG_INF_LABELS], alpha=0.1, where=jnp.isfinite(NEG_INF_LOGITS))),
     ("nll", lambda z: jaxloss.nll_loss(
-        numerics.masked_log_softmax(z, None), NEG_INF_LABELS,
+        numerics.softmax_parts(z, None).log_softmax(), NEG_INF_LABELS,
         where=jnp.isfinite(NEG_INF_LOGITS))),
     ("torch front door", lambda z: jaxloss.cross_entropy(
         z, NEG_INF_LABELS, weights=jnp.array([1.0, 2.0, 3.0, 4.0]), reduction="none")),
@@ -393,6 +395,121 @@ def test_identities(z, data):
   assert np.all(smoothed >= 0)
 
 
+# ---------------------------------------------------------------- integer labels, targets door
+def test_softmax_cross_entropy_accepts_integer_labels():
+  """Integer labels of the per-example shape go to the integer-label loss (same result)."""
+  rng = np.random.default_rng(15)
+  z, y = random_inputs(rng, (6,), 4)
+  mask = rng.random((6, 4)) < 0.7
+  mask[np.arange(6), y] = True
+  w = rng.uniform(0.5, 2.0, 4)
+  keep = np.array([True, True, False, True, True, True])
+  kw = dict(where=mask, weights=w, example_mask=keep)
+  got = jaxloss.softmax_cross_entropy(z, y, **kw)
+  np.testing.assert_array_equal(
+      np.asarray(got), np.asarray(jaxloss.softmax_cross_entropy_with_integer_labels(z, y, **kw)))
+  chex.assert_trees_all_close(got, np_ce_labels(z, y, mask, w, keep), rtol=1e-12)
+  chex.assert_trees_all_close(
+      got, jaxloss.softmax_cross_entropy(z, np.eye(4)[y], **kw), rtol=1e-12)
+  # axis: labels have the logits' shape without the class axis
+  got_t = jaxloss.softmax_cross_entropy(z.T, y, axis=0)
+  chex.assert_trees_all_close(got_t, np_ce_labels(z, y), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- non-finite in, non-finite out
+_NAN_Z = np.array([
+    [np.nan, np.nan, np.nan],  # all NaN
+    [1.0, np.nan, 0.0],  # one NaN class (not the label)
+    [np.nan, 1.0, 0.0],  # NaN at the label
+    [1.0, np.inf, 0.0],  # +inf
+    [0.5, 1.0, -1.0],  # finite
+])
+_NAN_Y = np.zeros(5, np.int64)
+_CE_FAMILY = {
+    "integer": lambda z, y, **kw: jaxloss.softmax_cross_entropy_with_integer_labels(z, y, **kw),
+    "targets": lambda z, y, **kw: jaxloss.softmax_cross_entropy(z, jnp.eye(3)[y], **kw),
+    "smoothing": lambda z, y, **kw: jaxloss.label_smoothing_cross_entropy(
+        z, y, alpha=0.1, **kw),
+    "smoothing targets": lambda z, y, **kw: jaxloss.label_smoothing_cross_entropy(
+        z, jnp.eye(3)[y], alpha=0.1, **kw),
+    "nll": lambda z, y, **kw: jaxloss.nll_loss(z, y, **kw),  # z read as log-probabilities
+    "torch front door": lambda z, y, **kw: jaxloss.cross_entropy(
+        z, y, weights=jnp.array([1.0, 2.0, 3.0]), label_smoothing=0.1, reduction="none",
+        **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(_CE_FAMILY))
+def test_nan_or_pos_inf_logit_gives_nan(name):
+  """Issue 10: an all-NaN row, one NaN class and a +inf class all give exactly NaN,
+  with a finite (zero) gradient there; the other rows are untouched."""
+  fn = functools.partial(_CE_FAMILY[name], y=_NAN_Y)
+  z = jnp.asarray(_NAN_Z)
+  value = np.asarray(fn(z))
+  assert np.all(np.isnan(value[:4])), (name, value)
+  assert np.isfinite(value[4])
+  np.testing.assert_array_equal(value[4], np.asarray(_CE_FAMILY[name](z[4:], _NAN_Y[4:]))[0])
+  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+    jac = np.asarray(jac)
+    assert np.all(np.isfinite(jac)), (name, jac)
+    assert np.all(jac[:4] == 0.0) and np.all(jac[:, :4] == 0.0), (name, jac)
+  # example_mask=False rows give 0 whatever their logits.
+  keep = np.array([False, False, False, False, True])
+  masked_out = np.asarray(fn(z, example_mask=keep))
+  assert np.all(masked_out[:4] == 0.0) and masked_out[4] == value[4]
+  # A NaN or +inf behind the class mask takes no part.
+  where = np.array([True, False, True])
+  behind = np.asarray(fn(z[1:4], y=_NAN_Y[1:4], where=where))
+  junk = np.asarray(fn(jnp.asarray(np.where(where, _NAN_Z[1:4], 7.0)), y=_NAN_Y[1:4],
+                       where=where))
+  np.testing.assert_array_equal(behind[[0, 2]], junk[[0, 2]])
+  assert np.all(np.isfinite(behind[[0, 2]])) and np.isnan(behind[1])  # NaN at the label
+
+
+def test_nan_regression_examples():
+  """The two reproducers of issue 10, verbatim."""
+  assert np.isnan(float(jaxloss.softmax_cross_entropy_with_integer_labels(
+      jnp.full((1, 3), jnp.nan), jnp.array([0]))[0]))
+  assert np.isnan(float(jaxloss.softmax_cross_entropy_with_integer_labels(
+      jnp.array([[1.0, jnp.nan, 0.0]]), jnp.array([0]))[0]))
+
+
+# ---------------------------------------------------------------- shift invariance at 1e8
+_SHIFT_Z = np.array([[0.0, 8.0, -16.0]] * 3, np.float32)  # exact at 1e8 in float32
+_SHIFT_Y = np.array([0, 1, 2])
+_SHIFT_FNS = {
+    "integer": lambda z: jaxloss.softmax_cross_entropy_with_integer_labels(z, _SHIFT_Y),
+    "targets": lambda z: jaxloss.softmax_cross_entropy(z, jnp.eye(3)[_SHIFT_Y]),
+    "smoothing": lambda z: jaxloss.label_smoothing_cross_entropy(z, _SHIFT_Y, alpha=0.1),
+    "smoothing targets": lambda z: jaxloss.label_smoothing_cross_entropy(
+        z, jnp.eye(3)[_SHIFT_Y], alpha=0.1),
+    "torch front door": lambda z: jaxloss.cross_entropy(
+        z, _SHIFT_Y, label_smoothing=0.2, reduction="none"),
+}
+
+
+@pytest.mark.parametrize("name", list(_SHIFT_FNS))
+def test_shift_invariance_at_1e8_float32(name):
+  """Issue 10: lse(z) - z_y at z ~ 1e8 cancels in float32; z - max z first is exact."""
+  fn = _SHIFT_FNS[name]
+  z0 = jnp.asarray(_SHIFT_Z)
+  z1 = z0 + jnp.float32(1e8)
+  np.testing.assert_array_equal(np.asarray(z1 - jnp.float32(1e8)), _SHIFT_Z)  # exact inputs
+  value_and_grad = jax.value_and_grad(
+      lambda z: jnp.sum(fn(z) * jnp.arange(1.0, 4.0, dtype=jnp.float32)))
+  for f in (fn, jax.jit(fn)):
+    np.testing.assert_array_equal(np.asarray(f(z1)), np.asarray(f(z0)))
+  for vg in (value_and_grad, jax.jit(value_and_grad)):
+    (v0, g0), (v1, g1) = vg(z0), vg(z1)
+    assert v1.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(v1), np.asarray(v0))
+    np.testing.assert_array_equal(np.asarray(g1), np.asarray(g0))
+  # And the unshifted value is right (not, e.g., 0 both ways).
+  if name in ("integer", "targets"):  # atol: lse = log(1 + e^-8) is off by ~eps in float32
+    np.testing.assert_allclose(np.asarray(fn(z0), np.float64),
+                               np_ce_labels(_SHIFT_Z, _SHIFT_Y), rtol=1e-6, atol=1e-7)
+
+
 # ---------------------------------------------------------------- bad input
 def test_bad_inputs():
   z = jnp.zeros((4, 3))
@@ -403,8 +520,6 @@ def test_bad_inputs():
     jaxloss.softmax_cross_entropy_with_integer_labels(z, jnp.eye(3)[jnp.array([0, 1, 2, 0])])
   with pytest.raises(ValueError, match="does not match logits shape"):
     jaxloss.softmax_cross_entropy_with_integer_labels(z, jnp.zeros(5, jnp.int32))
-  with pytest.raises(ValueError, match="got integer labels"):
-    jaxloss.softmax_cross_entropy(z, jnp.zeros(4, jnp.int32))
   with pytest.raises(ValueError, match="must equal logits shape"):
     jaxloss.softmax_cross_entropy(z, jnp.zeros((4, 4)))
   with pytest.raises(ValueError, match="one per class"):

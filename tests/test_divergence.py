@@ -145,7 +145,8 @@ def test_matches_optax(zeros):
                  elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False)),
     data=st.data())
 def test_identities(z, data):
-  raw = np.asarray(data.draw(hnp.arrays(np.float64, z.shape, elements=st.floats(0, 1, allow_subnormal=False))))
+  raw = np.asarray(data.draw(hnp.arrays(
+      np.float64, z.shape, elements=st.floats(0, 1, allow_subnormal=False))))
   raw[..., 0] += 1e-3  # no all-zero row
   t = raw / raw.sum(-1, keepdims=True)
   lp = np.asarray(jax.nn.log_softmax(z))
@@ -233,6 +234,33 @@ def test_neg_inf_with_positive_target_is_inf():
   assert np.isposinf(float(jaxloss.kl_divergence(lp, t)[0]))
   g = jax.grad(lambda lp: jaxloss.kl_divergence(lp, t).sum())(lp)
   assert not np.any(np.isnan(np.asarray(g)))
+
+
+# ---------------------------------------------------------------- issue 10: NaN / +inf -> NaN
+_BAD_LP = np.array([
+    [np.nan, np.nan, np.nan],  # all NaN
+    [0.0, np.nan, -np.inf],  # one NaN, against a zero target
+    [0.0, np.inf, -np.inf],  # +inf against a zero target
+    [0.0, -np.inf, -np.inf],  # -inf against zero targets keeps its meaning
+])
+_BAD_T = np.array([[1.0, 0.0, 0.0]] * 4)
+
+
+def test_nan_or_pos_inf_log_prediction_gives_nan():
+  """A NaN or +inf in an unmasked class gives exactly NaN even against a zero
+  target (zero gradient there); example_mask=False gives 0; a class mask hides it."""
+  fn = lambda lp, **kw: jaxloss.kl_divergence(lp, _BAD_T, **kw)  # noqa: E731
+  lp = jnp.asarray(_BAD_LP)
+  value = np.asarray(fn(lp))
+  assert np.all(np.isnan(value[:3])) and value[3] == 0.0, value
+  for jac in (jax.jacrev(fn)(lp), jax.jacfwd(fn)(lp)):
+    jac = np.asarray(jac)
+    assert np.all(np.isfinite(jac)) and np.all(jac[:3] == 0.0), jac
+  masked_out = np.asarray(fn(lp, example_mask=np.array([False, False, False, True])))
+  assert np.all(masked_out[:3] == 0.0) and masked_out[3] == 0.0
+  where = np.array([True, False, True])
+  hidden = np.asarray(fn(lp, where=where))
+  assert np.isnan(hidden[0]) and np.all(hidden[1:] == 0.0), hidden
 
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.float16, 2e-3), (jnp.bfloat16, 2e-2)])

@@ -609,6 +609,73 @@ def test_out_of_range_label_is_nan():
     err.throw()
 
 
+# ---------------------------------------------------------------- issue 10: NaN rows, shift
+_BAD_Z = np.array([
+    [np.nan, np.nan, np.nan],  # all NaN
+    [1.0, np.nan, 0.0],  # one NaN class (not the label)
+    [1.0, np.inf, 0.0],  # +inf
+    [0.5, 1.0, -1.0],  # finite
+])
+_BAD_Y = np.zeros(4, np.int64)
+_BAD_FNS = {
+    "focal": lambda z, **kw: jaxloss.softmax_focal_loss(z, _BAD_Y, gamma=0.5, **kw),
+    "focal+alpha+w": lambda z, **kw: jaxloss.softmax_focal_loss(
+        z, _BAD_Y, gamma=2.0, alpha=np.array([0.2, 0.5, 0.7]), weights=np.arange(1.0, 4.0),
+        **kw),
+    "poly1": lambda z, **kw: jaxloss.poly1_cross_entropy(z, _BAD_Y, epsilon=2.0, **kw),
+    "sigmoid": lambda z, **kw: jaxloss.sigmoid_focal_loss(z, np.eye(3)[_BAD_Y], **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(_BAD_FNS))
+def test_nan_or_pos_inf_logit_gives_nan(name):
+  """A NaN or +inf in an unmasked class gives exactly NaN (zero gradient there);
+  example_mask=False gives 0 and a class mask hides it."""
+  fn = _BAD_FNS[name]
+  z = jnp.asarray(_BAD_Z)
+  value = np.asarray(fn(z))
+  assert np.all(np.isnan(value[:3])) and np.isfinite(value[3]), (name, value)
+  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+    jac = np.asarray(jac)
+    assert np.all(np.isfinite(jac)) and np.all(jac[:3] == 0.0), (name, jac)
+  masked_out = np.asarray(fn(z, example_mask=np.array([False, False, False, True])))
+  assert np.all(masked_out[:3] == 0.0) and masked_out[3] == value[3]
+  where = np.array([True, False, True])
+  hidden = np.asarray(fn(z, where=where))
+  assert np.isnan(hidden[0])  # classes 0 and 2 are still NaN
+  np.testing.assert_array_equal(
+      hidden[1:], np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))[1:])
+  assert np.all(np.isfinite(hidden[1:]))
+
+
+_SHIFT_Z = np.array([[0.0, 8.0, -16.0]] * 3, np.float32)  # exact at 1e8 in float32
+_SHIFT_Y = np.array([0, 1, 2])
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("focal gamma=0", lambda z: jaxloss.softmax_focal_loss(z, _SHIFT_Y, gamma=0.0)),
+    ("focal gamma=0.5", lambda z: jaxloss.softmax_focal_loss(z, _SHIFT_Y, gamma=0.5)),
+    ("focal gamma=2+alpha", lambda z: jaxloss.softmax_focal_loss(
+        z, _SHIFT_Y, gamma=2.0, alpha=np.array([0.2, 0.5, 0.7], np.float32))),
+    ("poly1", lambda z: jaxloss.poly1_cross_entropy(z, _SHIFT_Y, epsilon=2.0)),
+])
+def test_shift_invariance_at_1e8_float32(name, fn):
+  """Issue 10: computed from z - max z, so a common shift of 1e8 changes no bit."""
+  z0 = jnp.asarray(_SHIFT_Z)
+  z1 = z0 + jnp.float32(1e8)
+  np.testing.assert_array_equal(np.asarray(z1 - jnp.float32(1e8)), _SHIFT_Z)  # exact inputs
+  vg = jax.value_and_grad(lambda z: jnp.sum(fn(z) * jnp.arange(1.0, 4.0, dtype=jnp.float32)))
+  for f in (vg, jax.jit(vg)):
+    (v0, g0), (v1, g1) = f(z0), f(z1)
+    assert v0.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(v1), np.asarray(v0))
+    np.testing.assert_array_equal(np.asarray(g1), np.asarray(g0))
+  np.testing.assert_array_equal(np.asarray(fn(z1)), np.asarray(fn(z0)))
+  if name == "poly1":  # and right (atol: lse = log(1 + e^-8) is off by ~eps in float32)
+    np.testing.assert_allclose(np.asarray(fn(z0), np.float64), np_softmax_family(
+        _SHIFT_Z, _SHIFT_Y, kind="poly1", epsilon=2.0), rtol=1e-6, atol=2e-7)
+
+
 # ---------------------------------------------------------------- bad input
 def test_bad_inputs():
   z = jnp.zeros((4, 3))

@@ -301,6 +301,76 @@ def test_identities(z, data):
   np.testing.assert_array_equal(cs == 0, z_y >= others + margin)
 
 
+# ---------------------------------------------------------------- issue 10: NaN rows, shift
+_BAD_Z = np.array([
+    [np.nan, np.nan, np.nan],  # all NaN
+    [1.0, np.nan, 0.0],  # one NaN competitor
+    [np.nan, 1.0, 0.0],  # NaN at the label
+    [1.0, np.inf, 0.0],  # +inf competitor
+    [0.5, 1.0, -1.0],  # finite
+])
+_BAD_Y = np.zeros(5, np.int64)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("squared", [False, True])
+def test_nan_or_pos_inf_logit_gives_nan(kind, squared):
+  """Issue 10: a NaN (or +inf) class used to be dropped like a -inf one; now NaN,
+  with a zero gradient there. example_mask=False gives 0; a class mask hides it."""
+  fn = lambda z, **kw: jaxloss.multiclass_hinge_loss(
+      z, _BAD_Y, kind=kind, squared=squared, weights=np.arange(1.0, 4.0), **kw)
+  z = jnp.asarray(_BAD_Z)
+  value = np.asarray(fn(z))
+  assert np.all(np.isnan(value[:4])) and np.isfinite(value[4]), value
+  np.testing.assert_allclose(value[4], np_hinge(_BAD_Z[4:], _BAD_Y[4:], kind=kind,
+                                                squared=squared, w=np.arange(1.0, 4.0))[0])
+  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+    jac = np.asarray(jac)
+    assert np.all(np.isfinite(jac)) and np.all(jac[:4] == 0.0), jac
+  masked_out = np.asarray(fn(z, example_mask=np.array([False] * 4 + [True])))
+  assert np.all(masked_out[:4] == 0.0) and masked_out[4] == value[4]
+  where = np.array([True, False, True])
+  hidden = np.asarray(fn(z, where=where))
+  assert np.isnan(hidden[0]) and np.isnan(hidden[2])  # NaN in unmasked classes
+  junk = np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))
+  np.testing.assert_array_equal(hidden[[1, 3, 4]], junk[[1, 3, 4]])
+  assert np.all(np.isfinite(hidden[[1, 3, 4]]))
+
+
+def test_one_nan_class_regression():
+  """The reproducer of issue 10: one NaN class gave a finite loss."""
+  for kind in KINDS:
+    got = jaxloss.multiclass_hinge_loss(jnp.array([[1.0, jnp.nan, 0.0]]), jnp.array([0]),
+                                        kind=kind)
+    assert np.isnan(float(got[0])), kind
+
+
+_SHIFT_Z = np.array([[0.0, 8.0, -16.0]] * 3, np.float32)  # exact at 1e8 in float32
+_SHIFT_Y = np.array([0, 1, 2])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("squared", [False, True])
+def test_shift_invariance_at_1e8_float32(kind, squared):
+  """Issue 10: margin + (z_j - z_y), not (margin + z_j) - z_y, which rounds the
+  margin away at 1e8: value and gradient are bit-identical to the unshifted call."""
+  fn = lambda z: jaxloss.multiclass_hinge_loss(z, _SHIFT_Y, kind=kind, squared=squared,
+                                               margin=0.5)
+  z0 = jnp.asarray(_SHIFT_Z)
+  z1 = z0 + jnp.float32(1e8)
+  np.testing.assert_array_equal(np.asarray(z1 - jnp.float32(1e8)), _SHIFT_Z)  # exact inputs
+  vg = jax.value_and_grad(lambda z: jnp.sum(fn(z) * jnp.arange(1.0, 4.0, dtype=jnp.float32)))
+  for f in (vg, jax.jit(vg)):
+    (v0, g0), (v1, g1) = f(z0), f(z1)
+    assert v0.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(v1), np.asarray(v0))
+    np.testing.assert_array_equal(np.asarray(g1), np.asarray(g0))
+  np.testing.assert_array_equal(np.asarray(fn(z1)), np.asarray(fn(z0)))
+  np.testing.assert_allclose(np.asarray(fn(z0), np.float64),
+                             np_hinge(_SHIFT_Z, _SHIFT_Y, kind=kind, squared=squared,
+                                      margin=0.5), rtol=1e-6)
+
+
 # ---------------------------------------------------------------- bad input
 def test_bad_inputs():
   z = jnp.zeros((4, 3))

@@ -348,6 +348,40 @@ def test_output_dtypes():
       assert FUNCS[name](jnp.asarray(z, dtype), np.ones((2, 3), np.float32)).dtype == out
 
 
+# ---------------------------------------------------------------- issue 10: NaN / +inf -> NaN
+_BAD_Z = np.array([
+    [np.nan, np.nan, np.nan],  # all NaN
+    [1.0, np.nan, 0.0],  # one NaN class
+    [1.0, np.inf, 0.0],  # +inf at a negative class (v = -inf)
+    [np.inf, 0.0, 0.0],  # +inf at the positive class (v = +inf): used to be a value
+    [0.5, -np.inf, -1.0],  # -inf keeps its meaning: v = +inf at a negative class
+])
+_BAD_Y = np.zeros(5, np.int64)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_or_pos_inf_logit_gives_nan(name):
+  """Issue 10: a NaN or +inf in an unmasked class gives exactly NaN (zero gradient
+  there); -inf stays a value; example_mask=False gives 0; a class mask hides it."""
+  fn = lambda z, **kw: FUNCS[name](z, _BAD_Y, **kw)
+  z = jnp.asarray(_BAD_Z)
+  value = np.asarray(fn(z))
+  assert np.all(np.isnan(value[:4])), (name, value)
+  np.testing.assert_allclose(value[4], np_margin(_BAD_Z[4:], ovr_signs(_BAD_Y[4:], 3), name)[0],
+                             rtol=1e-12)
+  masked_out = np.asarray(fn(z, example_mask=np.array([False] * 4 + [True])))
+  assert np.all(masked_out[:4] == 0.0) and masked_out[4] == value[4]
+  f4 = lambda z: FUNCS[name](z, _BAD_Y[:4])  # the bad rows only (square: v = +inf is inf)
+  for jac in (jax.jacrev(f4)(z[:4]), jax.jacfwd(f4)(z[:4])):
+    assert np.all(np.asarray(jac) == 0.0), (name, jac)
+  where = np.array([True, False, True])
+  hidden = np.asarray(fn(z, where=where))
+  assert np.isnan(hidden[0]) and np.isnan(hidden[3])  # NaN / +inf in unmasked classes
+  junk = np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))
+  np.testing.assert_array_equal(hidden[[1, 2, 4]], junk[[1, 2, 4]])
+  assert np.all(np.isfinite(hidden[[1, 2, 4]]))
+
+
 # ---------------------------------------------------------------- properties (hypothesis)
 logit_arrays = hnp.arrays(
     np.float64, st.tuples(st.integers(1, 5), st.integers(1, 6)),

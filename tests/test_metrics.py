@@ -31,10 +31,11 @@ def np_accuracy(z, y):
 
 
 def np_nll(z, y):
+  # From the shifted logits: lse(z) - z_y would cancel for a confident row.
   z = np.asarray(z, np.float64)
-  m = z.max(-1, keepdims=True)
-  lse = (m + np.log(np.exp(z - m).sum(-1, keepdims=True)))[..., 0]
-  return lse - np.take_along_axis(z, y[..., None], -1)[..., 0]
+  zs = z - z.max(-1, keepdims=True)
+  lse = np.log(np.exp(zs).sum(-1))
+  return lse - np.take_along_axis(zs, y[..., None], -1)[..., 0]
 
 
 def np_calibration_bins(z, y, num_bins, keep=None):
@@ -132,10 +133,38 @@ class PerExampleTest(parameterized.TestCase):
     check_grads(lambda x: metrics.negative_log_likelihood(x, y), (z,), order=1,
                 modes=("fwd", "rev"))
 
-  def test_brier_is_the_loss(self):
+  def test_brier_is_the_loss_only(self):
     from jaxloss._src import squared
-    assert metrics.brier_score is squared.brier_score
     assert jaxloss.brier_score is squared.brier_score
+    # no second, lazy route to it from the metrics module
+    assert not hasattr(metrics, "brier_score")
+    with pytest.raises(AttributeError):
+      getattr(metrics, "brier_score")
+
+  def test_built_on_the_core_not_the_public_losses(self):
+    for name in ("softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
+                 "nll_loss", "cross_entropy"):
+      assert not hasattr(metrics, name), name
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_nll_is_nll_loss_of_log_softmax(self):
+    z, y = random_inputs(np.random.default_rng(7), (6,), 5)
+    z[2, 1] = -np.inf  # a masked class
+    got = self.variant(metrics.negative_log_likelihood)(z, y)
+    want = jaxloss.nll_loss(jax.nn.log_softmax(z), y)
+    chex.assert_trees_all_close(got, want, rtol=1e-12)
+    assert "takes LOGITS" in metrics.negative_log_likelihood.__doc__
+    assert "nll_loss(jax.nn.log_softmax(z), y)" in metrics.negative_log_likelihood.__doc__
+
+  def test_nll_shift_exact(self):
+    # Integers multiple of 8 are exact at 1e8 in float32: bit-identical results.
+    z = np.array([[0.0, 0.0, -8.0], [8.0, -16.0, 0.0]], np.float32)
+    y = np.array([2, 1])
+    for labels in (y, np.eye(3, dtype=np.float32)[y]):
+      base = metrics.negative_log_likelihood(z, labels)
+      shifted = metrics.negative_log_likelihood(z + np.float32(1e8), labels)
+      np.testing.assert_array_equal(shifted, base)
+      assert float(base[0]) > 8.0
 
 
 # ---------------------------------------------------------------- calibration
@@ -196,22 +225,22 @@ class CalibrationTest(parameterized.TestCase):
     assert not np.any(np.isnan(conf)) and not np.any(np.isnan(acc))  # empty bins give 0
 
   @chex.variants(with_jit=True, without_jit=True)
-  def test_where_masks_examples(self):
+  def test_example_mask_masks_examples(self):
     rng = np.random.default_rng(9)
     z, y = random_inputs(rng, (4, 30), 6)
     keep = rng.random((4, 30)) < 0.6
     z_nan = np.where(keep[..., None], z, np.nan)  # masked examples may be garbage
     fn = functools.partial(metrics.calibration_bins, num_bins=8)
-    got = self.variant(lambda a, b, w: fn(a, b, where=w))(z_nan, y, keep)
+    got = self.variant(lambda a, b, w: fn(a, b, example_mask=w))(z_nan, y, keep)
     chex.assert_trees_all_close(got, np_calibration_bins(z, y, 8, keep), rtol=1e-12)
     ece = self.variant(lambda a, b, w: metrics.expected_calibration_error(
-        a, b, num_bins=8, where=w))(z_nan, y, keep)
+        a, b, num_bins=8, example_mask=w))(z_nan, y, keep)
     chex.assert_trees_all_close(ece, np_ece(z, y, 8, keep), rtol=1e-12)
     # masking == dropping the examples
     chex.assert_trees_all_close(
         ece, metrics.expected_calibration_error(z[keep], y[keep], num_bins=8), rtol=1e-12)
     # nothing kept -> zeros, not NaN
-    none = metrics.expected_calibration_error(z, y, where=np.zeros((4, 30), bool))
+    none = metrics.expected_calibration_error(z, y, example_mask=np.zeros((4, 30), bool))
     assert float(none) == 0.0
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -274,9 +303,11 @@ class CalibrationTest(parameterized.TestCase):
     with pytest.raises(TypeError, match="integer class labels"):
       metrics.accuracy(z, y.astype(np.float64))
     with pytest.raises(TypeError, match="example_mask must be boolean"):
-      metrics.expected_calibration_error(z, y, where=np.ones(4))
+      metrics.expected_calibration_error(z, y, example_mask=np.ones(4))
     with pytest.raises(ValueError, match="example_mask shape"):
-      metrics.expected_calibration_error(z, y, where=np.ones((4, 3), bool))
+      metrics.expected_calibration_error(z, y, example_mask=np.ones((4, 3), bool))
+    with pytest.raises(TypeError, match="where"):
+      metrics.expected_calibration_error(z, y, where=np.ones(4, bool))  # the old name
     with pytest.raises(TypeError, match="floating-point"):
       metrics.accuracy(y, z)
     with pytest.raises(ValueError, match="targets shape"):
@@ -301,3 +332,77 @@ def test_ece_properties(z, y, num_bins):
   one = float(metrics.expected_calibration_error(z, y, num_bins=1))
   want = abs(np_accuracy(z, y).mean() - np_softmax(z).max(-1).mean())
   np.testing.assert_allclose(one, want, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- non-finite in, non-finite out
+class NonFiniteTest(parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(np.nan, np.inf)
+  def test_per_example_metrics(self, bad):
+    z, y = random_inputs(np.random.default_rng(20), (5,), 4)
+    z[1, 3] = bad
+    z[3, 0] = -np.inf  # a masked class: not an error
+    t = (np.random.default_rng(21).random((5, 4)) < 0.5).astype(np.float64)
+    for fn, labels in ((metrics.accuracy, y), (metrics.negative_log_likelihood, y),
+                       (metrics.negative_log_likelihood, np.eye(4)[y]),
+                       (metrics.multilabel_accuracy, t)):
+      got = np.asarray(self.variant(fn)(z, labels))
+      assert np.isnan(got[1]), fn.__name__
+      assert np.all(np.isfinite(np.delete(got, 1))), fn.__name__
+    good = np.delete(np.arange(5), 1)
+    chex.assert_trees_all_close(metrics.accuracy(z, y)[good], np_accuracy(z, y)[good])
+    chex.assert_trees_all_close(metrics.negative_log_likelihood(z, y)[good],
+                                np_nll(np.where(np.isfinite(z), z, -1e300), y)[good],
+                                rtol=1e-12)
+
+  def test_nll_gradient_of_a_nan_example_is_zero(self):
+    z, y = random_inputs(np.random.default_rng(22), (3,), 4)
+    z[0, 2] = np.nan
+    g = jax.grad(lambda x: jnp.nansum(metrics.negative_log_likelihood(x, y)))(z)
+    assert np.all(np.isfinite(g)) and np.all(g[0] == 0.0)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(np.nan, np.inf)
+  def test_calibration_nan_when_a_kept_example_is_bad(self, bad):
+    rng = np.random.default_rng(23)
+    z, y = random_inputs(rng, (12,), 3)
+    z[4, 1] = bad
+    counts, conf, acc = self.variant(functools.partial(metrics.calibration_bins, num_bins=5))(
+        z, y)
+    assert counts.dtype == jnp.int32 and int(counts.sum()) == 12
+    assert np.all(np.isnan(conf)) and np.all(np.isnan(acc))
+    assert np.isnan(self.variant(metrics.expected_calibration_error)(z, y))
+    # left out by example_mask: it takes no part, the result is finite and exact
+    keep = np.arange(12) != 4
+    got = self.variant(lambda a, b, m: metrics.expected_calibration_error(
+        a, b, num_bins=5, example_mask=m))(z, y, keep)
+    chex.assert_trees_all_close(got, np_ece(z[keep], y[keep], 5), rtol=1e-12)
+
+  def test_minus_inf_is_a_masked_class(self):
+    z = np.array([[0.0, -np.inf, 1.0], [2.0, 0.0, -np.inf]])
+    y = np.array([2, 0])
+    assert np.all(np.isfinite(metrics.calibration_bins(z, y, num_bins=3)[1]))
+    assert np.isfinite(metrics.expected_calibration_error(z, y))
+    np.testing.assert_array_equal(metrics.accuracy(z, y), [1.0, 1.0])
+
+
+# ---------------------------------------------------------------- API shape
+PUBLIC = (metrics.accuracy, metrics.multilabel_accuracy, metrics.negative_log_likelihood,
+          metrics.calibration_bins, metrics.expected_calibration_error)
+
+
+@pytest.mark.parametrize("fn", PUBLIC, ids=lambda f: f.__name__)
+def test_options_keyword_only_and_typed(fn):
+  import inspect
+  import typing
+  params = list(inspect.signature(fn).parameters.values())
+  assert [p.name for p in params[:2]] in (["logits", "labels"], ["logits", "targets"])
+  assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:2])
+  assert all(p.kind is p.KEYWORD_ONLY for p in params[2:]), fn.__name__
+  assert "where" not in inspect.signature(fn).parameters  # `where` masks classes
+  hints = typing.get_type_hints(fn)
+  assert set(hints) == {p.name for p in params} | {"return"}
+  assert hints["logits"] == jax.typing.ArrayLike
+  if "example_mask" in hints:
+    assert hints["example_mask"] == typing.Optional[jax.typing.ArrayLike]

@@ -77,7 +77,7 @@ class DecodeTest(chex.TestCase):
 
   def test_top_k_tie_break_like_lax(self):
     z = jnp.array([[1.0, 3.0, 3.0, 3.0, 0.0]])
-    np.testing.assert_array_equal(multilabel.top_k_multi_hot(z, 2), [[0, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(multilabel.top_k_multi_hot(z, k=2), [[0, 1, 1, 0, 0]])
     _, idx = jax.lax.top_k(z, 2)
     np.testing.assert_array_equal(idx, [[1, 2]])
 
@@ -85,7 +85,7 @@ class DecodeTest(chex.TestCase):
   def test_low_precision(self, dtype):
     z = jnp.asarray(np.random.default_rng(4).normal(size=(5, 6)), dtype)
     ref = np.asarray(z, np.float64)
-    got = multilabel.top_k_multi_hot(z, 3)
+    got = multilabel.top_k_multi_hot(z, k=3)
     assert got.dtype == jnp.float32
     np.testing.assert_array_equal(got, np_top_k(ref, 3))
     got = multilabel.threshold_multi_hot(z)
@@ -119,7 +119,7 @@ class DecodeTest(chex.TestCase):
 
   def test_traces_once(self):
     def top2(z):
-      return multilabel.top_k_multi_hot(z, 2)
+      return multilabel.top_k_multi_hot(z, k=2)
     fn = jax.jit(chex.assert_max_traces(top2, n=1))
     rng = np.random.default_rng(7)
     for _ in range(3):
@@ -211,7 +211,7 @@ class ScoreTest(chex.TestCase):
     rng = np.random.default_rng(15)
     z = rng.normal(size=(32, 6))
     t = np_top_k(z + 0.5 * rng.normal(size=z.shape), 2)
-    pred = jax.jit(lambda z: multilabel.top_k_multi_hot(z, 2))(z)
+    pred = jax.jit(lambda z: multilabel.top_k_multi_hot(z, k=2))(z)
     chex.assert_trees_all_close(multilabel.macro_f1(pred, t),
                                 np_per_class_f1(np_top_k(z, 2), t).mean(), rtol=1e-12)
 
@@ -244,7 +244,7 @@ _exact_jit = jax.jit(multilabel.exact_set_accuracy)
     k=st.integers(0, 5),
 )
 def test_top_k_properties(z, k):
-  got = np.asarray(multilabel.top_k_multi_hot(z, k))
+  got = np.asarray(multilabel.top_k_multi_hot(z, k=k))
   np.testing.assert_array_equal(got, np_top_k(z, k))
   np.testing.assert_array_equal(got.sum(-1), np.full(6, k))
   # Every selected logit is >= every unselected one in its row.
@@ -257,19 +257,19 @@ def test_top_k_properties(z, k):
 def test_bad_decode_inputs():
   z = jnp.zeros((2, 3))
   with pytest.raises(ValueError, match=r"k=4 is out of range: it must be in \[0, 3\]"):
-    multilabel.top_k_multi_hot(z, 4)
+    multilabel.top_k_multi_hot(z, k=4)
   with pytest.raises(ValueError, match=r"k=-1 is out of range"):
-    multilabel.top_k_multi_hot(z, -1)
+    multilabel.top_k_multi_hot(z, k=-1)
   with pytest.raises(TypeError, match="k must be a Python int"):
-    multilabel.top_k_multi_hot(z, 1.0)
+    multilabel.top_k_multi_hot(z, k=1.0)
   with pytest.raises(TypeError, match="k must be a Python int"):
-    multilabel.top_k_multi_hot(z, jnp.array(1))
+    multilabel.top_k_multi_hot(z, k=jnp.array(1))
   with pytest.raises(TypeError, match="floating-point"):
-    multilabel.top_k_multi_hot(jnp.zeros((2, 3), jnp.int32), 1)
+    multilabel.top_k_multi_hot(jnp.zeros((2, 3), jnp.int32), k=1)
   with pytest.raises(TypeError, match="floating-point"):
     multilabel.threshold_multi_hot(jnp.zeros((2, 3), jnp.int32))
   with pytest.raises(ValueError, match="axis=2 is out of range"):
-    multilabel.top_k_multi_hot(z, 1, axis=2)
+    multilabel.top_k_multi_hot(z, k=1, axis=2)
   with pytest.raises(ValueError, match=r"threshold shape \(2,\) does not broadcast"):
     multilabel.threshold_multi_hot(z, threshold=jnp.zeros(2))
 
@@ -288,3 +288,30 @@ def test_bad_score_inputs():
     multilabel.per_class_f1(p, jnp.zeros((4, 3), jnp.complex64))
   with pytest.raises(ValueError, match="axis=-3 is out of range"):
     multilabel.per_class_f1(p, p, axis=-3)
+
+
+# ---------------------------------------------------------------- API shape
+PUBLIC = (multilabel.top_k_multi_hot, multilabel.threshold_multi_hot, multilabel.per_class_f1,
+          multilabel.macro_f1, multilabel.exact_set_accuracy)
+
+
+@pytest.mark.parametrize("fn", PUBLIC, ids=lambda f: f.__name__)
+def test_options_keyword_only_and_typed(fn):
+  import inspect
+  import typing
+  params = list(inspect.signature(fn).parameters.values())
+  data = 1 if fn.__name__.endswith("multi_hot") else 2
+  assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:data]), fn.__name__
+  assert all(p.kind is p.KEYWORD_ONLY for p in params[data:]), fn.__name__
+  hints = typing.get_type_hints(fn)
+  assert set(hints) == {p.name for p in params} | {"return"}
+  assert hints["return"] is jax.Array
+  for p in params[:data]:
+    assert hints[p.name] == jax.typing.ArrayLike
+
+
+def test_k_is_keyword_only():
+  z = jnp.array([[0.1, 2.0, -1.0]])
+  with pytest.raises(TypeError):
+    multilabel.top_k_multi_hot(z, 2)  # pylint: disable=too-many-function-args
+  np.testing.assert_array_equal(multilabel.top_k_multi_hot(z, k=2), [[1.0, 1.0, 0.0]])

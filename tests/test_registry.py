@@ -20,11 +20,19 @@ B, K = 8, 10
 NAMES = jaxloss.available()
 REQUIRED = (
     "softmax_cross_entropy", "sigmoid_difference", "sigmoid_binary_cross_entropy",
-    "multilabel_bce", "label_smoothing", "softmax_focal", "sigmoid_focal", "poly1", "brier",
-    "square_loss", "multiclass_hinge", "multiclass_hinge_ww", "ovr_hinge",
-    "ovr_squared_hinge", "ovr_smooth_hinge", "ovr_logistic", "ovr_exponential",
-    "ovr_savage", "ovr_tangent", "ovr_square",
+    "multilabel_bce", "label_smoothing_cross_entropy", "softmax_focal_loss",
+    "sigmoid_focal_loss", "poly1_cross_entropy", "brier_score", "square_loss",
+    "multiclass_hinge_loss", "multiclass_hinge_ww", "ovr_hinge", "ovr_squared_hinge",
+    "ovr_smooth_hinge", "ovr_logistic", "ovr_exponential", "ovr_savage", "ovr_tangent",
+    "ovr_square",
 )
+# The old short names, kept as aliases of the canonical (function) names.
+OLD_NAMES = {
+    "label_smoothing": "label_smoothing_cross_entropy", "softmax_focal": "softmax_focal_loss",
+    "sigmoid_focal": "sigmoid_focal_loss", "poly1": "poly1_cross_entropy",
+    "brier": "brier_score", "multiclass_hinge": "multiclass_hinge_loss",
+}
+registry = importlib.import_module("jaxloss._src.registry")
 
 
 def batch(seed=0):
@@ -90,13 +98,17 @@ class EveryLossTest(parameterized.TestCase):
       np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-12)
     # a per-example mask in loss: masked examples take no part
     keep = np.arange(B) % 3 != 0
-    got = spec.loss_from_labels(z, y, where=keep)
+    got = spec.loss_from_labels(z, y, example_mask=keep)
     chex.assert_trees_all_close(got, spec.loss_from_labels(z[keep], y[keep]), rtol=1e-12)
 
   @parameterized.parameters(*NAMES)
   def test_spec_fields(self, name):
     spec = jaxloss.get(name)
     assert spec.name == name
+    # the naming rule: a canonical name is its function's name, or a preset's
+    assert spec.function == spec.per_example.func.__name__
+    assert spec.function == registry.PRESETS.get(name, name)
+    assert getattr(jaxloss, spec.function) is spec.per_example.func  # public, same object
     assert spec.target_kind in ("integer", "one_hot", "multi_hot", "pm1")
     assert spec.activation in ("softmax", "sigmoid", "none")
     assert spec.prediction in ("argmax", "threshold")
@@ -119,7 +131,8 @@ class RegistryTest(parameterized.TestCase):
       ("ce", "softmax_cross_entropy"), ("cross_entropy", "softmax_cross_entropy"),
       ("CE", "softmax_cross_entropy"), ("mnist_loss", "sigmoid_difference"),
       ("mnist-loss", "sigmoid_difference"), ("sigdiff", "sigmoid_difference"),
-      ("bce", "sigmoid_binary_cross_entropy"), ("ovr-hinge", "ovr_hinge"))
+      ("bce", "sigmoid_binary_cross_entropy"), ("ovr-hinge", "ovr_hinge"),
+      *OLD_NAMES.items(), ("Softmax-Focal", "softmax_focal_loss"))
   def test_aliases(self, alias, name):
     spec = jaxloss.get(alias)
     assert spec.name == name
@@ -140,8 +153,11 @@ class RegistryTest(parameterized.TestCase):
     assert dict(jaxloss.get("square_loss").hyperparams) == {"k": 1.0, "m": 1.0}
     assert jaxloss.get("softmax_focal").hyperparams["gamma"] == 2.0
 
-  def test_ce_is_the_integer_label_loss(self):
+  def test_ce_is_softmax_cross_entropy(self):
     z, y = batch(4)
+    spec = jaxloss.get("ce")
+    assert spec.per_example.func is jaxloss.softmax_cross_entropy
+    assert spec.function == "softmax_cross_entropy" and spec.target_kind == "integer"
     chex.assert_trees_all_close(
         jaxloss.get("ce").per_example(z, y),
         jaxloss.softmax_cross_entropy_with_integer_labels(z, y))
@@ -176,8 +192,8 @@ class RegistryTest(parameterized.TestCase):
 
   def test_bad_hyperparameter(self):
     with pytest.raises(TypeError, match=re.escape(
-        "Loss 'label_smoothing' (label_smoothing_cross_entropy) got unknown "
-        "hyperparameter(s) gamma; valid hyperparameters: alpha")):
+        "Loss 'label_smoothing_cross_entropy' got unknown "
+        "hyperparameter(s) gamma; valid hyperparameters: weights, alpha")):
       jaxloss.get("label_smoothing", gamma=2.0)
     with pytest.raises(TypeError, match="valid hyperparameters: .*gamma"):
       jaxloss.get("softmax_focal", epsilon=1.0)
@@ -185,6 +201,12 @@ class RegistryTest(parameterized.TestCase):
       jaxloss.get("ovr_hinge", margin=1.0)
     with pytest.raises(TypeError, match="unknown hyperparameter.*axis"):
       jaxloss.get("ce", axis=0)  # layout, not a hyperparameter
+    for per_call in ("where", "example_mask"):
+      with pytest.raises(TypeError, match=f"unknown hyperparameter.*{per_call}"):
+        jaxloss.get("ce", **{per_call: None})
+    with pytest.raises(TypeError, match=re.escape(
+        "Loss 'multiclass_hinge_ww' (multiclass_hinge_loss) got unknown")):
+      jaxloss.get("multiclass_hinge_ww", gamma=1.0)
 
   def test_read_only(self):
     spec = jaxloss.get("label_smoothing")
@@ -192,9 +214,10 @@ class RegistryTest(parameterized.TestCase):
       spec.hyperparams["alpha"] = 0.5
     with pytest.raises(dataclasses.FrozenInstanceError):
       spec.name = "other"
-    registry = importlib.import_module("jaxloss._src.registry")
     with pytest.raises(TypeError):
       registry._BUILTINS["mine"] = None
+    with pytest.raises(TypeError):
+      registry.PRESETS["mine"] = "softmax_cross_entropy"
     assert not hasattr(registry, "register")
 
   def test_targets(self):
@@ -227,6 +250,14 @@ class RegistryTest(parameterized.TestCase):
                             "argmax", hyperparams=params)
     params["a"] = 2
     assert spec.hyperparams["a"] == 1  # a private copy
+    # `function` defaults to the name of the function per_example runs
+    assert spec.function == "softmax_cross_entropy"
+    wrapped = jaxloss.LossSpec("y", functools.partial(jaxloss.brier_score), "integer",
+                               "softmax", "argmax")
+    assert wrapped.function == "brier_score"
+    named = jaxloss.LossSpec("z", jaxloss.brier_score, "integer", "softmax", "argmax",
+                             function="my_brier")
+    assert named.function == "my_brier"
 
   def test_checked_integration(self):
     z, y = batch(7)
@@ -234,3 +265,77 @@ class RegistryTest(parameterized.TestCase):
     for name in ("ce", "label_smoothing", "softmax_focal", "multiclass_hinge", "ovr_hinge"):
       err, _ = jax.jit(jaxloss.checked(jaxloss.get(name).per_example))(z, y)
       assert err.get() is not None and "labels must be in [0, 10)" in err.get(), name
+
+
+class NamingRuleTest(parameterized.TestCase):
+  """Canonical name == function name, except the read-only PRESETS table."""
+
+  def test_rule_holds_for_every_builtin(self):
+    for name in NAMES:
+      spec = jaxloss.get(name)
+      if name in registry.PRESETS:
+        assert spec.function == registry.PRESETS[name] != name
+      else:
+        assert spec.function == name, name
+
+  def test_presets_table(self):
+    assert dict(registry.PRESETS) == {
+        "multiclass_hinge_ww": "multiclass_hinge_loss",
+        "multilabel_bce": "sigmoid_binary_cross_entropy",
+    }
+    for preset, function in registry.PRESETS.items():
+      assert preset in NAMES and function in NAMES  # the plain function is there too
+      assert preset in registry.__doc__
+    # what each preset binds, that the plain entry does not
+    ww, cs = jaxloss.get("multiclass_hinge_ww"), jaxloss.get("multiclass_hinge_loss")
+    assert (ww.hyperparams["kind"], cs.hyperparams["kind"]) == ("weston_watkins", "crammer_singer")
+    ml, bce = jaxloss.get("multilabel_bce"), jaxloss.get("sigmoid_binary_cross_entropy")
+    assert (ml.target_kind, ml.prediction, ml.multiclass) == ("multi_hot", "threshold", False)
+    assert (bce.target_kind, bce.prediction, bce.multiclass) == ("one_hot", "argmax", True)
+
+  def test_preset_setting_is_fixed(self):
+    assert jaxloss.get("multiclass_hinge_ww", kind="weston_watkins", margin=2.0).hyperparams[
+        "margin"] == 2.0
+    with pytest.raises(TypeError, match=re.escape(
+        "Loss 'multiclass_hinge_ww' (multiclass_hinge_loss) is a preset: kind='weston_watkins'")):
+      jaxloss.get("multiclass_hinge_ww", kind="crammer_singer")
+    # the plain function takes any kind
+    assert jaxloss.get("multiclass_hinge_loss", kind="weston_watkins").hyperparams[
+        "kind"] == "weston_watkins"
+
+  def test_a_broken_table_fails_at_import(self):
+    # _check_names runs at import; fed a misnamed entry it raises.
+    bad = dict(registry._BUILTINS)
+    bad["brier"] = bad["brier_score"]
+    with pytest.MonkeyPatch.context() as mp:
+      mp.setattr(registry, "_BUILTINS", bad)
+      with pytest.raises(AssertionError, match="'brier' runs 'brier_score'"):
+        registry._check_names()
+    registry._check_names()  # the real table passes
+
+  @parameterized.parameters(*OLD_NAMES.items())
+  def test_old_names_are_aliases_only(self, old, new):
+    assert old not in NAMES and new in NAMES
+    spec = jaxloss.get(old)
+    assert spec.name == new and spec.function == new
+    assert old in spec.aliases
+    assert dict(spec.hyperparams) == dict(jaxloss.get(new).hyperparams)
+
+  def test_loss_example_mask_keyword_only(self):
+    import inspect
+    import typing
+    spec = jaxloss.get("ce")
+    z, y = batch(8)
+    keep = np.arange(B) < 5
+    for method in (spec.loss, spec.loss_from_labels):
+      params = inspect.signature(method).parameters
+      assert params["example_mask"].kind is inspect.Parameter.KEYWORD_ONLY
+      assert "where" not in params  # `where` is a class mask in jaxloss
+      hints = typing.get_type_hints(method)
+      assert hints["return"] is jax.Array and hints["logits"] == jax.typing.ArrayLike
+    with pytest.raises(TypeError):
+      spec.loss_from_labels(z, y, where=keep)  # pylint: disable=unexpected-keyword-arg
+    with pytest.raises(TypeError):
+      spec.loss_from_labels(z, y, keep)  # pylint: disable=too-many-function-args
+    chex.assert_trees_all_close(spec.loss_from_labels(z, y, example_mask=keep),
+                                spec.loss_from_labels(z[:5], y[:5]), rtol=1e-12)

@@ -240,15 +240,15 @@ class ThresholdTest(chex.TestCase):
   def test_decimal_recall_rule(self):
     # 0.95 * 20 must keep 19 (j = 1), 0.9 * 10 keeps 9 (j = 1), 0.3 * 10 keeps 3 (j = 7).
     s = jnp.arange(20.0)
-    assert float(threshold_jit(s, 0.95)) == 1.0
-    assert float(threshold_jit(s[:10], 0.9)) == 1.0
-    assert float(threshold_jit(s[:10], 0.3)) == 7.0
-    assert float(threshold_jit(s[:10], 1.0)) == 0.0
-    assert float(threshold_jit(s[:10], 0.01)) == 9.0  # keeps ceil(0.1) = 1
+    assert float(threshold_jit(s, recall=0.95)) == 1.0
+    assert float(threshold_jit(s[:10], recall=0.9)) == 1.0
+    assert float(threshold_jit(s[:10], recall=0.3)) == 7.0
+    assert float(threshold_jit(s[:10], recall=1.0)) == 0.0
+    assert float(threshold_jit(s[:10], recall=0.01)) == 9.0  # keeps ceil(0.1) = 1
     # NumPy scalars are read by their printed decimal too (float32 0.3 > 0.3 in binary).
-    assert float(threshold_jit(s[:10], np.float32(0.3))) == 7.0
-    assert float(threshold_jit(s[:10], np.float16(0.7))) == 3.0
-    assert float(threshold_jit(s[:10], 1)) == 0.0
+    assert float(threshold_jit(s[:10], recall=np.float32(0.3))) == 7.0
+    assert float(threshold_jit(s[:10], recall=np.float16(0.7))) == 3.0
+    assert float(threshold_jit(s[:10], recall=1)) == 0.0
 
   @parameterized.parameters(np.float32, np.float64)
   def test_traced_recall_matches_static(self, dtype):
@@ -257,8 +257,8 @@ class ThresholdTest(chex.TestCase):
     for n in (1, 7, 10, 20, 100, 999):
       s = rng.normal(size=n)
       for r in (0.01, 0.1, 0.3, 0.5, 0.7, 0.75, 0.9, 0.95, 0.99, 1.0):
-        got = fn(s, jnp.asarray(r, dtype))
-        assert float(got) == float(rejection.threshold_at_recall(s, r)), (n, r)
+        got = fn(s, recall=jnp.asarray(r, dtype))
+        assert float(got) == float(rejection.threshold_at_recall(s, recall=r)), (n, r)
 
   def test_dtypes(self):
     s = np.array([0.5, 0.25, 0.75, 1.0])
@@ -299,7 +299,7 @@ class ThresholdTest(chex.TestCase):
     # Perfectly separated scores: the 95%-recall threshold rejects all OOD inputs.
     s_in = jnp.linspace(1.0, 2.0, 100)
     s_out = jnp.linspace(-1.0, 0.5, 60)
-    t = threshold_jit(s_in, 0.95)
+    t = threshold_jit(s_in, recall=0.95)
     assert float(rate_jit(s_out, t)) == 1.0
     assert int(jnp.sum(s_in >= t)) == 95
 
@@ -311,7 +311,7 @@ class ThresholdTest(chex.TestCase):
     recall=st.sampled_from([0.01, 0.1, 0.25, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0]),
 )
 def test_threshold_keeps_recall(s, recall):
-  t = rejection.threshold_at_recall(s, recall)
+  t = rejection.threshold_at_recall(s, recall=recall)
   # Treating the in-scores as "out" scores: the rejected share is at most 1 - recall.
   rejected = float(rejection.rejection_rate(s, t))
   assert 1.0 - rejected >= recall - 1e-12
@@ -341,20 +341,20 @@ class ScoreTest(chex.TestCase):
     z = np.random.default_rng(12).normal(size=(6, 4))
     fn = jax.jit(rejection.not_class_score)
     for cls in (0, 2, -1):
-      chex.assert_trees_all_close(fn(z, jnp.asarray(cls)), 1.0 - np_softmax(z)[:, cls],
+      chex.assert_trees_all_close(fn(z, cls=jnp.asarray(cls)), 1.0 - np_softmax(z)[:, cls],
                                   rtol=1e-12)
 
   def test_precision_near_zero(self):
     # p(NA) ~ 1: 1 - p would cancel to 0; the logsumexp form keeps ~exp(-30).
     z = jnp.array([[0.0, 30.0]], jnp.float32)
-    got = ncs_jit(z, 1)
+    got = ncs_jit(z, cls=1)
     chex.assert_trees_all_close(got, np.exp(-30.0) / (1 + np.exp(-30.0)), rtol=1e-5)
 
   def test_single_class(self):
     z = jnp.array([[1.0], [-2.0]])
-    np.testing.assert_array_equal(ncs_jit(z, 0), [0.0, 0.0])
+    np.testing.assert_array_equal(ncs_jit(z, cls=0), [0.0, 0.0])
     np.testing.assert_array_equal(msp_jit(z), [1.0, 1.0])
-    g = jax.grad(lambda x: ncs_jit(x, 0).sum())(z)
+    g = jax.grad(lambda x: ncs_jit(x, cls=0).sum())(z)
     np.testing.assert_array_equal(g, np.zeros((2, 1)))
 
   def test_extreme_and_masked_logits(self):
@@ -368,7 +368,7 @@ class ScoreTest(chex.TestCase):
         assert not np.any(np.isnan(g))
     chex.assert_trees_all_close(rejection.max_softmax_score(z), np.array([1.0, 0.5, 1 / 3]),
                                 rtol=1e-12)
-    chex.assert_trees_all_close(rejection.not_class_score(z, 0), np.array([0.0, 0.5, 2 / 3]),
+    chex.assert_trees_all_close(rejection.not_class_score(z, cls=0), np.array([0.0, 0.5, 2 / 3]),
                                 rtol=1e-12, atol=1e-300)
 
   @parameterized.parameters(jnp.float16, jnp.bfloat16)
@@ -379,7 +379,7 @@ class ScoreTest(chex.TestCase):
     p = np_softmax(ref)
     for got, want in ((msp_jit(zl), p.max(-1)),
                       (mss_jit(zl), (1 / (1 + np.exp(-ref))).max(-1)),
-                      (ncs_jit(zl, 2), 1 - p[:, 2])):
+                      (ncs_jit(zl, cls=2), 1 - p[:, 2])):
       assert got.dtype == jnp.float32
       chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
@@ -413,14 +413,14 @@ def test_bad_scores():
 @pytest.mark.parametrize("recall", [0.0, -0.1, 1.5, float("nan")])
 def test_bad_recall(recall):
   with pytest.raises(ValueError, match=r"recall must be in \(0, 1\]"):
-    rejection.threshold_at_recall(jnp.arange(5.0), recall)
+    rejection.threshold_at_recall(jnp.arange(5.0), recall=recall)
 
 
 def test_bad_recall_and_threshold_arrays():
   with pytest.raises(ValueError, match="recall must be a scalar"):
-    rejection.threshold_at_recall(jnp.arange(5.0), jnp.array([0.5, 0.9]))
+    rejection.threshold_at_recall(jnp.arange(5.0), recall=jnp.array([0.5, 0.9]))
   with pytest.raises(TypeError, match="recall must be a floating-point scalar"):
-    rejection.threshold_at_recall(jnp.arange(5.0), jnp.array(1))
+    rejection.threshold_at_recall(jnp.arange(5.0), recall=jnp.array(1))
   with pytest.raises(ValueError, match="threshold must be a scalar"):
     rejection.rejection_rate(jnp.arange(5.0), jnp.array([0.5]))
 
@@ -433,8 +433,93 @@ def test_bad_logits_and_cls():
   with pytest.raises(ValueError, match="axis=2 is out of range"):
     rejection.max_softmax_score(jnp.zeros((2, 3)), axis=2)
   with pytest.raises(ValueError, match=r"cls=3 is out of range for 3 classes"):
-    rejection.not_class_score(jnp.zeros((2, 3)), 3)
+    rejection.not_class_score(jnp.zeros((2, 3)), cls=3)
   with pytest.raises(ValueError, match=r"cls=-4 is out of range"):
-    rejection.not_class_score(jnp.zeros((2, 3)), -4)
+    rejection.not_class_score(jnp.zeros((2, 3)), cls=-4)
   with pytest.raises(TypeError, match="integer class index"):
-    rejection.not_class_score(jnp.zeros((2, 3)), 1.0)
+    rejection.not_class_score(jnp.zeros((2, 3)), cls=1.0)
+
+
+# ---------------------------------------------------------------- non-finite in, non-finite out
+class NonFiniteTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(np.nan, np.inf)
+  def test_bad_logit_gives_nan_score(self, bad):
+    z = np.random.default_rng(15).normal(size=(4, 5))
+    z[1, 2] = bad
+    z[3, 0] = -np.inf  # a masked class, not an error
+    want_p = np_softmax(np.where(np.isneginf(z), -np.inf, np.where(np.isfinite(z), z, 0.0)))
+    for fn, want in ((rejection.max_softmax_score, want_p.max(-1)),
+                     (rejection.max_sigmoid_score,
+                      (1 / (1 + np.exp(-np.where(np.isneginf(z), -np.inf, z)))).max(-1)),
+                     (functools.partial(rejection.not_class_score, cls=4),
+                      1.0 - want_p[:, 4])):
+      got = np.asarray(self.variant(fn)(z))
+      assert np.isnan(got[1]), fn
+      assert np.all(np.isfinite(np.delete(got, 1))), fn
+      np.testing.assert_allclose(np.delete(got, 1), np.delete(want, 1), rtol=1e-12)
+      # the gradient of a NaN example is 0 (finite), the others are untouched
+      g = jax.grad(lambda x, f=fn: jnp.nansum(f(x)))(z)
+      assert np.all(np.isfinite(g)) and np.all(g[1] == 0.0), fn
+
+  def test_dead_row_gives_nan_softmax_scores(self):
+    z = jnp.array([[-jnp.inf, -jnp.inf], [0.0, 1.0]])
+    assert np.isnan(msp_jit(z)[0]) and np.isfinite(msp_jit(z)[1])
+    assert np.isnan(ncs_jit(z, cls=0)[0]) and np.isfinite(ncs_jit(z, cls=0)[1])
+    assert float(mss_jit(z)[0]) == 0.0  # sigmoid: -inf is a value, probability 0
+
+  @parameterized.parameters("in", "out")
+  def test_nan_score_gives_nan(self, where_nan):
+    s_in = np.array([0.9, 0.8, 0.4, 0.7])
+    s_out = np.array([0.1, 0.4, 0.75])
+    if where_nan == "in":
+      s_in[2] = np.nan
+    else:
+      s_out[0] = np.nan
+    assert np.isnan(auroc_jit(s_in, s_out))
+    assert np.isnan(rejection.auroc(s_in, s_out))
+    scores = s_in if where_nan == "in" else s_out
+    assert np.isnan(threshold_jit(scores, recall=0.5))
+    assert np.isnan(rate_jit(scores, 0.5))
+    assert np.isnan(rejection.rejection_rate(s_out, np.nan))  # a NaN threshold too
+    # +-inf scores are ordered values, not errors
+    assert float(auroc_jit(np.array([np.inf, 1.0]), np.array([-np.inf]))) == 1.0
+    assert float(threshold_jit(np.array([np.inf, -np.inf]), recall=1.0)) == -np.inf
+
+  def test_nan_pipeline(self):
+    # A NaN logit reaches the end of the FPR@95 pipeline as NaN.
+    z = np.random.default_rng(16).normal(size=(20, 3))
+    z[5, 1] = np.nan
+    s_in = msp_jit(z)
+    t = threshold_jit(s_in, recall=0.95)
+    assert np.isnan(t)
+    assert np.isnan(rate_jit(msp_jit(z[::-1] + 1.0), t))
+
+
+# ---------------------------------------------------------------- API shape
+PUBLIC = (rejection.auroc, rejection.threshold_at_recall, rejection.rejection_rate,
+          rejection.max_softmax_score, rejection.max_sigmoid_score, rejection.not_class_score)
+
+
+@pytest.mark.parametrize("fn", PUBLIC, ids=lambda f: f.__name__)
+def test_options_keyword_only_and_typed(fn):
+  import inspect
+  import typing
+  sig = inspect.signature(fn)
+  data = {"auroc": 2, "rejection_rate": 2}.get(fn.__name__, 1)
+  params = list(sig.parameters.values())
+  assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:data]), fn.__name__
+  assert all(p.kind is p.KEYWORD_ONLY for p in params[data:]), fn.__name__
+  hints = typing.get_type_hints(fn)
+  assert set(hints) == {p.name for p in params} | {"return"}, fn.__name__
+  assert hints["return"] is jax.Array
+  for p in params[:data]:
+    assert hints[p.name] == jax.typing.ArrayLike, (fn.__name__, p.name)
+
+
+def test_keyword_only_calls():
+  with pytest.raises(TypeError):
+    rejection.threshold_at_recall(jnp.arange(5.0), 0.5)  # pylint: disable=too-many-function-args
+  with pytest.raises(TypeError):
+    rejection.not_class_score(jnp.zeros((2, 3)), 1)  # pylint: disable=too-many-function-args

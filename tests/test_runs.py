@@ -168,3 +168,61 @@ def test_tune_and_run_selects_on_validation_then_trains(tmp_path):
   assert tuned.lr == 1e-2 and [t["status"] for t in tuned.table] == ["diverged", "done"]
   assert stages == [(1e30, "select"), (1e-2, "select"), (1e-2, "final")]
   assert tuned.result.run_id == "final_lr0.01" and tuned.result.status == "done"
+
+
+# --------------------------------------------------------------------------- divergence
+#
+# Built to be exact on every IEEE-754 platform (no dependence on one CPU's rounding):
+# (a) a NaN pixel: its logits are NaN, the loss is NaN and the weights turn NaN;
+# (b) black images, SGD at lr 1e38 and a square loss whose gradient is <= -12.5:
+#     the first step overflows the last bias to exactly +inf, so every later
+#     logit of that class is +inf. Only "not finite" is asserted.
+
+
+def nan_pixel_data():
+  train_x = DATA.train_images.astype(np.float32)  # 256 images, 8 full batches of 32
+  train_x[5, 1, 1] = np.nan
+  return jt.Mnist(train_x, DATA.train_labels, DATA.test_images, DATA.test_labels)
+
+
+def overflow_spec(run_id="overflow"):
+  config = jt.TrainConfig(hidden=(16,), num_classes=NUM_CLASSES, optimizer="sgd",
+                          learning_rate=1e38, schedule="constant", batch_size=32, epochs=3,
+                          eval_batch_size=32)
+  square = jaxloss.get("square_loss", m=1000.0)
+  return runs.RunSpec(run_id, config, square.loss_from_labels, square.predict, seeds=(0, 1),
+                      describe={"loss": square.name, "m": 1000.0})
+
+
+def assert_diverged_at_epoch_1(result, folder):
+  assert result.status == "diverged" and result.diverged == {0: 1, 1: 1}
+  assert result.epochs == 1 and len(result.rows) == 2
+  assert all(r["diverged"] is True for r in result.rows)
+  assert not any(np.isfinite(r["train_loss"]) for r in result.rows)
+  with open(folder / "result.json") as f:
+    stored = json.load(f)
+  assert stored["status"] == "diverged" and stored["diverged"] == {"0": 1, "1": 1}
+  with open(folder / "metrics.jsonl") as f:
+    assert [json.loads(line)["diverged"] for line in f] == [True, True]
+  assert not (folder / "ckpt").exists()
+
+
+def test_nan_weights_are_recorded_as_diverged_and_others_go_on(tmp_path):
+  nan = runs.run(make_spec(run_id="nan_input"), nan_pixel_data(), str(tmp_path), mesh=None)
+  assert_diverged_at_epoch_1(nan, tmp_path / "runs" / "nan_input")
+  healthy = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None)
+  assert healthy.status == "done" and healthy.diverged == {} and healthy.epochs == 2
+  assert not any(r.get("diverged") for r in healthy.rows)
+  # Read back, the diverged run stays diverged and is not trained again.
+  again = runs.run(make_spec(run_id="nan_input"), nan_pixel_data(), str(tmp_path), mesh=None)
+  assert again.status == "diverged" and again.resumed_from is None
+
+
+def test_inf_weights_with_inf_logits_are_recorded_as_diverged_and_others_go_on(tmp_path):
+  black = jt.Mnist(np.zeros_like(DATA.train_images), DATA.train_labels,
+                   np.zeros_like(DATA.test_images), DATA.test_labels)
+  inf = runs.run(overflow_spec(), black, str(tmp_path), mesh=None)
+  assert_diverged_at_epoch_1(inf, tmp_path / "runs" / "overflow")
+  best, table = runs.select_learning_rate(
+      lambda lr: make_spec(lr=lr, epochs=2), [1e-2], DATA, str(tmp_path))
+  assert best == 1e-2 and table[0]["status"] == "done" and table[0]["score"] > 0.5

@@ -307,13 +307,15 @@ def test_infinite_logits_value_grad_jacfwd_finite(name, fn, masked):
   where = jnp.isfinite(NEG_INF_Z) if masked else None
   f = functools.partial(fn, where=where)
   value = f(z)
-  assert np.all(np.isfinite(np.asarray(value))), (name, value)
   if masked:
+    assert np.all(np.isfinite(np.asarray(value))), (name, value)
     assert float(value[1]) == 0.0
     finite_z = np.where(np.isfinite(NEG_INF_Z), NEG_INF_Z, 0.0)
     chex.assert_trees_all_close(value, f(jnp.asarray(finite_z)), rtol=1e-12)
-  else:  # unmasked -inf with target 0 (and +inf with target 1) contribute exactly 0
+  else:  # unmasked -inf with target 0 contributes exactly 0; an unmasked +inf is NaN
+    assert np.all(np.isfinite(np.asarray(value[:2]))), (name, value)
     assert float(value[1]) == 0.0
+    assert np.isnan(float(value[2])), (name, value)
   for jac in (jax.jacrev(f)(z), jax.jacfwd(f)(z)):
     assert np.all(np.isfinite(np.asarray(jac))), (name, jac)
   # reference on the finite entries, with the infinite ones contributing 0
@@ -325,6 +327,7 @@ def test_infinite_logits_value_grad_jacfwd_finite(name, fn, masked):
              mask=np.isfinite(NEG_INF_Z))
   if not masked:
     want = want * np.isfinite(NEG_INF_Z).sum(-1) / 4  # -inf classes count, with term 0
+    want[2] = np.nan  # the +inf logit (issue 10: it used to contribute 0)
   chex.assert_trees_all_close(value, want, rtol=1e-12)
 
 
@@ -375,6 +378,50 @@ def test_output_dtypes_and_target_kinds():
     chex.assert_trees_all_close(fn(z, np.array([[True, False, True]])), want)
 
 
+# ---------------------------------------------------------------- issue 10: NaN / +inf -> NaN
+_BAD_Z = np.array([
+    [np.nan, np.nan, np.nan],  # all NaN
+    [1.0, np.nan, 0.0],  # one NaN class
+    [1.0, np.inf, 0.0],  # +inf with target 0
+    [np.inf, 0.0, 0.0],  # +inf with target 1: used to give 0 for that class
+    [0.5, -np.inf, -1.0],  # -inf keeps its meaning: probability 0, a value
+])
+_BAD_T = np.array([[1.0, 0.0, 0.0]] * 5)
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("sigdiff", lambda z, **kw: jaxloss.sigmoid_difference(z, _BAD_T, **kw)),
+    ("bce", lambda z, **kw: jaxloss.sigmoid_binary_cross_entropy(z, _BAD_T, **kw)),
+    ("bce+pw+w", lambda z, **kw: jaxloss.sigmoid_binary_cross_entropy(
+        z, _BAD_T, pos_weight=jnp.array([2.0, 0.5, 1.0]), weights=jnp.array([1.0, 2.0, 3.0]),
+        **kw)),
+])
+def test_nan_or_pos_inf_logit_gives_nan(name, fn):
+  """Issue 10: a NaN or +inf in an unmasked class makes the example's loss exactly NaN
+  (zero gradient there); -inf stays a value; example_mask=False gives 0."""
+  z = jnp.asarray(_BAD_Z)
+  value = np.asarray(fn(z))
+  assert np.all(np.isnan(value[:4])), (name, value)
+  assert np.isfinite(value[4])  # -inf with target 0 contributes 0
+  ref = np_sigmoid_difference if name == "sigdiff" else np_bce
+  if name == "bce+pw+w":
+    ref = functools.partial(np_bce, pos_weight=np.array([2.0, 0.5, 1.0]),
+                            weights=np.array([1.0, 2.0, 3.0]))
+  want = ref(np.array([[0.5, 0.0, -1.0]]), _BAD_T[:1], mask=np.array([[True, False, True]]))
+  np.testing.assert_allclose(value[4], want[0] * 2 / 3, rtol=1e-12)
+  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+    jac = np.asarray(jac)
+    assert np.all(np.isfinite(jac)) and np.all(jac[:4] == 0.0), (name, jac)
+  masked_out = np.asarray(fn(z, example_mask=np.array([False] * 4 + [True])))
+  assert np.all(masked_out[:4] == 0.0) and masked_out[4] == value[4]
+  where = np.array([True, False, True])
+  hidden = np.asarray(fn(z, where=where))
+  assert np.isnan(hidden[0]) and np.isnan(hidden[3])  # NaN / +inf in unmasked classes
+  junk = np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))
+  np.testing.assert_array_equal(hidden[[1, 2, 4]], junk[[1, 2, 4]])
+  assert np.all(np.isfinite(hidden[[1, 2, 4]]))
+
+
 # ---------------------------------------------------------------- properties (hypothesis)
 @hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
@@ -384,7 +431,8 @@ def test_output_dtypes_and_target_kinds():
 def test_properties(z, data):
   t_hard = np.asarray(data.draw(hnp.arrays(np.float64, z.shape, elements=st.sampled_from(
       [0.0, 1.0]))))
-  t_soft = np.asarray(data.draw(hnp.arrays(np.float64, z.shape, elements=st.floats(0, 1, allow_subnormal=False))))
+  t_soft = np.asarray(data.draw(hnp.arrays(
+      np.float64, z.shape, elements=st.floats(0, 1, allow_subnormal=False))))
   for t in (t_hard, t_soft):
     sd = np.asarray(jaxloss.sigmoid_difference(z, t))
     bce = np.asarray(jaxloss.sigmoid_binary_cross_entropy(z, t))

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 import jaxloss
-from jaxloss._src import metrics
 from jaxloss._src import squared
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -157,8 +156,9 @@ def test_traced_k_m_match_static():
 
 
 # ---------------------------------------------------------------- identities
-def test_brier_is_the_metric_and_exported():
-  assert metrics.brier_score is squared.brier_score
+def test_brier_and_square_loss_are_exported():
+  # The Brier score is no longer re-exported from the metrics module (the library has
+  # no public submodules now); `jaxloss.brier_score` is the one name for it.
   assert jaxloss.brier_score is squared.brier_score
   assert jaxloss.square_loss is squared.square_loss
 
@@ -328,6 +328,77 @@ def test_out_of_range_label_is_nan_unchecked():
     assert np.isfinite(got[0]) and np.isnan(got[1]) and np.isnan(got[2])
     err, _ = jaxloss.checked(fn)(z, np.array([0, 4, -1]))
     assert err.get().startswith(f"{fn.__name__}: labels must be in [0, 4)")
+
+
+# ---------------------------------------------------------------- issue 10: NaN rows, shift
+_BAD_Z = np.array([
+    [np.nan, np.nan, np.nan],  # all NaN: used to be a "dead row" with Brier score 0
+    [1.0, np.nan, 0.0],  # one NaN class: used to be left out like a -inf one
+    [1.0, np.inf, 0.0],  # +inf
+    [0.5, 1.0, -1.0],  # finite
+])
+_BAD_Y = np.zeros(4, np.int64)
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("brier", lambda z, **kw: jaxloss.brier_score(z, _BAD_Y, **kw)),
+    ("square", lambda z, **kw: jaxloss.square_loss(z, _BAD_Y, k=2.0, m=3.0, **kw)),
+])
+def test_nan_or_pos_inf_logit_gives_nan(name, fn):
+  """A NaN or +inf in an unmasked class gives exactly NaN; example_mask=False gives
+  0; a class mask hides it."""
+  z = jnp.asarray(_BAD_Z)
+  value = np.asarray(fn(z))
+  assert np.all(np.isnan(value[:3])) and np.isfinite(value[3]), (name, value)
+  masked_out = np.asarray(fn(z, example_mask=np.array([False, False, False, True])))
+  assert np.all(masked_out[:3] == 0.0) and masked_out[3] == value[3]
+  where = np.array([True, False, True])
+  hidden = np.asarray(fn(z, where=where))
+  assert np.isnan(hidden[0])
+  np.testing.assert_array_equal(
+      hidden[1:], np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))[1:])
+  assert np.all(np.isfinite(hidden[1:]))
+
+
+def _assert_zero_gradient_at_bad_rows(fn):
+  z = jnp.asarray(_BAD_Z)
+  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+    jac = np.asarray(jac)
+    assert np.all(np.isfinite(jac)) and np.all(jac[:3] == 0.0), jac
+
+
+def test_brier_nan_gradient_is_zero():
+  _assert_zero_gradient_at_bad_rows(lambda z: jaxloss.brier_score(z, _BAD_Y))
+
+
+def test_square_loss_nan_gradient_is_zero():
+  _assert_zero_gradient_at_bad_rows(lambda z: jaxloss.square_loss(z, _BAD_Y, k=2.0, m=3.0))
+
+
+def test_brier_nan_regression():
+  """The reproducer of issue 10: one NaN class gave a finite Brier score."""
+  assert np.isnan(float(jaxloss.brier_score(jnp.array([[1.0, jnp.nan, 0.0]]),
+                                            jnp.array([0]))[0]))
+  assert np.isnan(float(jaxloss.brier_score(jnp.full((1, 3), jnp.nan), jnp.array([0]))[0]))
+
+
+def test_brier_shift_invariance_at_1e8_float32():
+  """Issue 10: softmax from z - max z: a common shift of 1e8 changes no bit."""
+  z_np = np.array([[0.0, 8.0, -16.0]] * 3, np.float32)  # exact at 1e8 in float32
+  y = np.array([0, 1, 2])
+  fn = lambda z: jaxloss.brier_score(z, y)
+  z0 = jnp.asarray(z_np)
+  z1 = z0 + jnp.float32(1e8)
+  np.testing.assert_array_equal(np.asarray(z1 - jnp.float32(1e8)), z_np)
+  vg = jax.value_and_grad(lambda z: jnp.sum(fn(z) * jnp.arange(1.0, 4.0, dtype=jnp.float32)))
+  for f in (vg, jax.jit(vg)):
+    (v0, g0), (v1, g1) = f(z0), f(z1)
+    assert v0.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(v1), np.asarray(v0))
+    np.testing.assert_array_equal(np.asarray(g1), np.asarray(g0))
+  np.testing.assert_array_equal(np.asarray(fn(z1)), np.asarray(fn(z0)))
+  # rtol: 1 - p_y cancels in float32 where p_y is near 1 (the 2e-7 score of row 1).
+  np.testing.assert_allclose(np.asarray(fn(z0), np.float64), np_brier(z_np, y), rtol=1e-3)
 
 
 # ---------------------------------------------------------------- bad input

@@ -288,3 +288,92 @@ def test_import_layering():
 def test_trainer_exports():
   for name in trainer_lib.__all__:
     assert hasattr(jt, name)
+
+
+# --------------------------------------------------------------------------- divergence
+#
+# Both cases are exact on every IEEE-754 platform: a NaN pixel makes its logits NaN
+# (NaN * w = NaN), and an SGD step of 1e38 (float32) times a gradient of magnitude
+# >= 12.5 overflows to +inf, never a large finite number. The tests assert
+# "not finite", never which of NaN or inf.
+
+
+def nan_pixel_data(n_train=200):
+  """`synthetic` as float32 pixels, with one NaN pixel in training image 0."""
+  data = synthetic(n_train=n_train)
+  train_x = data.train_images.astype(np.float32)
+  train_x[0, 2, 3] = np.nan
+  return jt.Mnist(train_x, data.train_labels, data.test_images, data.test_labels)
+
+
+def test_nan_input_drives_the_weights_to_nan_and_is_flagged():
+  # 200 / 40: five full batches, none dropped, so image 0 is trained on in epoch 1.
+  config = dataclasses.replace(CONFIG, batch_size=40, epochs=2)
+  result = run(config, data=nan_pixel_data(), seeds=(0, 1))
+  first = result.history[0]
+  assert not np.any(np.isfinite(first["train_loss"]))
+  assert np.all(first.diverged) and not np.any(first.params_finite)
+  assert result.diverged == {0: 1, 1: 1}
+  assert not all(np.all(np.isfinite(np.asarray(leaf)))
+                 for leaf in jax.tree.leaves(result.state.params))
+  # The next run of the process is unaffected.
+  healthy = run(dataclasses.replace(CONFIG, epochs=2), seeds=(0, 1))
+  assert not np.any(healthy.history[-1].diverged) and healthy.diverged == {}
+  assert np.all(np.isfinite(healthy.history[-1]["train_loss"]))
+
+
+def zero_image_data(n_train=200, n_test=40):
+  """Black images: the hidden ReLUs output exactly 0, the logits are the last bias."""
+  data = synthetic(n_train=n_train, n_test=n_test)
+  return jt.Mnist(np.zeros_like(data.train_images), data.train_labels,
+                  np.zeros_like(data.test_images), data.test_labels)
+
+
+# One full batch per epoch (200 / 200), plain SGD at 1e38. The square loss with
+# target m = 1e5 for the true logit has, at z = 0, the gradient -2 m / K * share
+# <= -2e5 / 4 / 200 = -250 for the bias of every class present, and 1e38 times
+# that overflows float32: the first step sets those biases to exactly +inf.
+OVERFLOW = dataclasses.replace(CONFIG, optimizer="sgd", learning_rate=1e38, schedule="constant",
+                               batch_size=200, epochs=2)
+BIG_SQUARE = jaxloss.get("square_loss", m=1e5)
+
+
+def test_weights_driven_to_inf_give_inf_logits_and_are_flagged():
+  data = zero_image_data()
+  records = list(jt.iterate_training(OVERFLOW, data, loss_fn=BIG_SQUARE.loss_from_labels,
+                                     seeds=(0, 1), mesh=None))
+  first, second = records
+  # Epoch 1 is one step, taken at z = 0: its loss is finite, but the weights are not.
+  assert np.all(np.isfinite(first["train_loss"]))
+  assert not np.any(first.params_finite) and np.all(first.diverged)
+  bias = np.asarray(first.state.params["Dense_1"]["bias"])
+  assert np.all(np.isposinf(bias).any(axis=-1))  # +inf, not NaN
+  params0 = jax.tree.map(lambda leaf: leaf[0], first.state.params)
+  logits = OVERFLOW.model().apply({"params": params0}, jnp.asarray(data.train_images[:40]))
+  assert np.any(np.isposinf(np.asarray(logits)))
+  # The loss path: +inf logits give a non-finite loss, not a number that looks trained.
+  labels = data.train_labels[:40]
+  for spec in (BIG_SQUARE, jaxloss.get("ce")):
+    assert not np.isfinite(float(spec.loss_from_labels(logits, labels)))
+  # Epoch 2 trains on those +inf logits: its training loss is not finite.
+  assert not np.any(np.isfinite(second["train_loss"])) and np.all(second.diverged)
+
+
+def test_train_step_overflow_to_inf_then_nan_loss():
+  """The pure step on a linear model: one SGD step to +inf weights, the next loss non-finite."""
+  x = jnp.full((8, 5), 1000.0)
+  targets = jnp.ones((8, NUM_CLASSES))
+  bce = jaxloss.get("multilabel_bce")
+  apply_fn = lambda variables, images: images @ variables["params"]["w"]  # noqa: E731
+  tx = optax.sgd(1e38)
+  params = {"w": jnp.zeros((5, NUM_CLASSES))}
+  state = trainer_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                 opt_state=tx.init(params))
+  step = jax.jit(jt.make_train_step(apply_fn, tx, bce.loss, bce.predict))
+  state, m1 = step(state, (x, targets))
+  assert np.isfinite(float(m1["train_loss"]))
+  # d loss / d w = 1000 * (sigmoid(0) - 1) / K = -125 per entry (all the same sign).
+  assert np.all(np.isposinf(np.asarray(state.params["w"])))
+  state, m2 = step(state, (x, targets))  # logits x @ w = +inf for every class
+  assert not np.isfinite(float(m2["train_loss"]))
+  assert not bool(jt.params_finite(state.params))

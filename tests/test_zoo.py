@@ -171,27 +171,27 @@ def test_classify_rule():
 
 
 def test_model_verdict_and_reference_fallback():
-  entries = {"softmax_cross_entropy": entry(1.50, 0.05), "brier": entry(1.58, 0.03),
-             "ovr_hinge": entry(2.10, 0.05), "poly1": entry(1.20, 0.02),
+  entries = {"softmax_cross_entropy": entry(1.50, 0.05), "brier_score": entry(1.58, 0.03),
+             "ovr_hinge": entry(2.10, 0.05), "poly1_cross_entropy": entry(1.20, 0.02),
              "sigmoid_difference": entry(88.66, 0.0), "ovr_exponential": entry(1.7, 0.1,
                                                                               n_diverged=1)}
   v = zoo.model_verdict(entries)
   assert v["reference"] == "softmax_cross_entropy"
-  assert v["classes"] == {"softmax_cross_entropy": "reference", "brier": "within noise",
-                          "ovr_hinge": "clearly worse", "poly1": "clearly better",
+  assert v["classes"] == {"softmax_cross_entropy": "reference", "brier_score": "within noise",
+                          "ovr_hinge": "clearly worse", "poly1_cross_entropy": "clearly better",
                           "sigmoid_difference": "fails", "ovr_exponential": "fails"}
   assert v["delta"]["ovr_hinge"] == pytest.approx(0.60)
   # Without a working cross-entropy the best working loss is the reference.
-  no_ce = {"brier": entry(1.58, 0.03), "ovr_hinge": entry(2.10, 0.05),
+  no_ce = {"brier_score": entry(1.58, 0.03), "ovr_hinge": entry(2.10, 0.05),
            "softmax_cross_entropy": entry(50.0, 1.0)}
-  assert zoo.model_verdict(no_ce)["reference"] == "brier"
+  assert zoo.model_verdict(no_ce)["reference"] == "brier_score"
   assert zoo.model_verdict({"a": entry(90.0, 0.0)})["reference"] is None
 
 
 def two_models():
-  m1 = {"softmax_cross_entropy": entry(1.50, 0.05), "brier": entry(1.58, 0.03),
+  m1 = {"softmax_cross_entropy": entry(1.50, 0.05), "brier_score": entry(1.58, 0.03),
         "ovr_hinge": entry(2.10, 0.05), "sigmoid_difference": entry(88.66, 0.0)}
-  m2 = {"softmax_cross_entropy": entry(1.70, 0.04), "brier": entry(1.65, 0.05),
+  m2 = {"softmax_cross_entropy": entry(1.70, 0.04), "brier_score": entry(1.65, 0.05),
         "ovr_hinge": entry(2.30, 0.06), "sigmoid_difference": entry(88.66, 0.0)}
   return [{"name": "784-512-512-10", "hidden": [512, 512], "entries": m1,
            "verdict": zoo.model_verdict(m1)},
@@ -204,11 +204,11 @@ def test_verdict_wording_for_fixed_numbers():
   assert "\n" not in text and "|" not in text  # one paragraph; safe in a table cell
   assert text.startswith("784-512-512-10: softmax_cross_entropy ends at 1.50 ± 0.05% test "
                          "error after 10 epochs; within noise of it")
-  assert "brier (1.58 ± 0.03%)" in text
+  assert "brier_score (1.58 ± 0.03%)" in text
   assert "clearly worse: ovr_hinge (+0.60 points)" in text
   assert "fail (a diverged seed, or 10% test error or more): sigmoid_difference (88.7% error)" \
       in text
-  assert ("In every model, within noise of the reference: brier; clearly worse: ovr_hinge; "
+  assert ("In every model, within noise of the reference: brier_score; clearly worse: ovr_hinge; "
           "failing: sigmoid_difference.") in text
   # 1.70 vs the published 1.6: 0.10 points above, more than 2 x 0.04.
   assert "784-800-10 cross-entropy MLP here (1.70 ± 0.04% after 10 epochs" in text
@@ -280,7 +280,7 @@ def test_summary_markdown_sections_and_tables():
   chosen = summary["models"][0]["selection"][zoo.BASELINE][1]  # lr 1e-3, the chosen one
   assert f"**{100 * chosen['score']:.2f}**" in md
   assert "Divergence: no final run diverged; selection runs: " in md
-  table_rows = [line for line in md.splitlines() if line.startswith("| brier |")]
+  table_rows = [line for line in md.splitlines() if line.startswith("| brier_score |")]
   assert len(table_rows) == 3  # two result tables and the selection table
 
 

@@ -1,34 +1,36 @@
 """Opt-in value checks for any loss, with `jax.experimental.checkify`.
 
-Shapes and dtypes are checked at trace time by every loss (`jaxloss._checks`),
+Shapes and dtypes are checked at trace time by every loss (`jaxloss._src.checks`),
 but VALUES cannot be: under `jax.jit` a label is only known when the compiled
 program runs. An out-of-range integer label therefore does not raise in an
 ordinary call; the integer-label losses return NaN for that example (see
-`jaxloss._numerics.take_label`: NumPy-style wrapping of ``-1`` to the last class
-would be a silent bug), and a loss that one-hot encodes labels internally may
-see an all-zero target row instead. `checked` turns such mistakes into errors::
+`jaxloss._src.numerics.take_label`: NumPy-style wrapping of ``-1`` to the last
+class would be a silent bug), and a loss that one-hot encodes labels internally
+may see an all-zero target row instead. `checked` turns such mistakes into errors::
 
   err, loss = jax.jit(jaxloss.checked(loss_fn))(logits, labels)
   err.throw()  # raises checkify.JaxRuntimeError if a check failed
 
-Which checks apply is decided from the loss function's identity (a
-``functools.partial`` is unwrapped first), with this read-only table:
+The range of the float targets a loss takes is declared by the loss itself:
+every public jaxloss loss carries the mark ``fn.jaxloss_target_range`` (set by
+the decorator `jaxloss._src.checks.declares_targets`), and `checked` reads it
+from the function it is given (a ``functools.partial`` is unwrapped first; a
+``functools.wraps`` wrapper copies the mark). The mark travels with the
+function, wherever it is defined or re-exported; there is no table of names.
 
 =====================================================  ====================
-loss functions                                          float targets in
+losses (their ``jaxloss_target_range``)                 float targets in
 =====================================================  ====================
-cross_entropy: softmax_cross_entropy(+_with_integer_    ``[0, 1]``
-labels), nll_loss, label_smoothing_cross_entropy,
-cross_entropy; sigmoid: sigmoid_difference,
-sigmoid_binary_cross_entropy; focal: all; squared:
-brier_score, square_loss; hinge: multiclass_hinge_loss;
-divergence: kl_divergence
-margin: hinge, squared_hinge, smooth_hinge, logistic,   ``[-1, 1]``
-exponential, savage, tangent, square
-any other function                                      not checked
+the cross-entropy family, nll_loss, kl_divergence,      ``[0, 1]``
+the focal losses, sigmoid_difference,
+sigmoid_binary_cross_entropy, brier_score,
+square_loss, multiclass_hinge_loss
+the one-vs-rest margin losses ovr_* and                 ``[-1, 1]``
+ovr_margin_loss
+a function without the mark                             not checked
 =====================================================  ====================
 
-and, for every function (listed or not):
+and, for every function (marked or not):
 
 * the first argument (logits, or log-probabilities) contains no NaN and no
   ``+inf`` (``-inf`` is allowed: it is how classes are masked);
@@ -37,22 +39,19 @@ and, for every function (listed or not):
   ``example_mask=False`` and labels equal to ``ignore_index`` (when the loss
   has those keywords and they are given);
 * a second argument of the logits' shape (one-hot / multi-hot / probability /
-  {-1, +1} targets) lies in the range of the table (NaN fails), except in
-  examples with ``example_mask=False``. ``checked(fn, target_range=(lo, hi))``
-  overrides the table; ``target_range=None`` switches the targets check off.
+  {-1, +1} targets) lies in the declared range (NaN fails), except in examples
+  with ``example_mask=False``. ``checked(fn, target_range=(lo, hi))``
+  overrides the mark; ``target_range=None`` switches the targets check off.
 
 NaN logits are rejected even in masked examples or classes: they are cheap to
-find and usually a bug upstream (and a NaN in a masked EXAMPLE still poisons
-the gradient of most losses).
+find and usually a bug upstream (the loss itself gives such an example NaN, or
+0 under ``example_mask=False``, by the non-finite-in, non-finite-out contract).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
-import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -65,39 +64,6 @@ from jaxloss._src import checks as _checks
 
 __all__ = ["checked"]
 
-_UNIT = (0.0, 1.0)  # probabilities, one-hot and multi-hot targets
-_PM1 = (-1.0, 1.0)  # margin losses: {-1, +1} (or {0, 1}) targets
-
-
-@dataclasses.dataclass(frozen=True)
-class _Rule:
-  """The value checks of one loss function beyond the generic ones."""
-
-  target_range: tuple[float, float] | None
-
-
-def _rules(module: str, names: str, rule: _Rule) -> dict[tuple[str, str], _Rule]:
-  return {(f"jaxloss.{module}", name): rule for name in names.split()}
-
-
-# Keys are (module, function name); `_rule_for` also checks that the name
-# resolves to the very function passed in, so a user function that happens to
-# share a name gets only the generic checks. Modules are never imported here:
-# a jaxloss function passed to `checked` has its module loaded already.
-_RULES: types.MappingProxyType[tuple[str, str], _Rule] = types.MappingProxyType({
-    **_rules("cross_entropy", "softmax_cross_entropy softmax_cross_entropy_with_integer_labels "
-             "nll_loss label_smoothing_cross_entropy cross_entropy", _Rule(_UNIT)),
-    **_rules("sigmoid", "sigmoid_difference sigmoid_binary_cross_entropy", _Rule(_UNIT)),
-    **_rules("focal", "softmax_focal_loss sigmoid_focal_loss poly1_cross_entropy", _Rule(_UNIT)),
-    **_rules("squared", "brier_score square_loss", _Rule(_UNIT)),
-    **_rules("hinge", "multiclass_hinge_loss", _Rule(_UNIT)),
-    **_rules("divergence", "kl_divergence", _Rule(_UNIT)),
-    **_rules("margin", "hinge squared_hinge smooth_hinge logistic exponential savage "
-             "tangent square", _Rule(_PM1)),
-})
-
-_GENERIC = _Rule(target_range=None)
-
 
 def _unwrap(fn: Callable) -> Callable:
   while isinstance(fn, functools.partial):
@@ -105,13 +71,13 @@ def _unwrap(fn: Callable) -> Callable:
   return fn
 
 
-def _rule_for(fn: Callable) -> _Rule:
-  base = _unwrap(fn)
-  key = (getattr(base, "__module__", None), getattr(base, "__name__", None))
-  rule = _RULES.get(key)
-  if rule is None or getattr(sys.modules.get(key[0]), key[1], None) is not base:
-    return _GENERIC
-  return rule
+def _declared_target_range(fn: Callable) -> tuple[float, float] | None:
+  """The loss's own mark (`checks.declares_targets`), or None: generic checks only."""
+  declared = getattr(_unwrap(fn), "jaxloss_target_range", None)
+  if declared is None:
+    return None
+  lo, hi = declared
+  return (float(lo), float(hi))
 
 
 def _first_offender(values: jax.Array, bad: jax.Array) -> jax.Array:
@@ -179,7 +145,10 @@ def _is_array(x) -> bool:
   return isinstance(x, (jax.Array, np.ndarray, np.generic))
 
 
-def checked(loss_fn: Callable, *, target_range: tuple[float, float] | None | str = "auto"):
+def checked(
+    loss_fn: Callable[..., jax.Array], *,
+    target_range: tuple[float, float] | None | str = "auto",
+) -> Callable[..., tuple[checkify.Error, jax.Array]]:
   r"""Wraps a loss so that it also returns a checkify error for invalid inputs.
 
   ``checked(loss_fn)(*args, **kwargs)`` returns ``(err, loss_fn(*args, **kwargs))``
@@ -188,7 +157,7 @@ def checked(loss_fn: Callable, *, target_range: tuple[float, float] | None | str
   problem, for example ``softmax_cross_entropy_with_integer_labels: labels must
   be in [0, 10), got a label outside that range (first offending label: 12)``.
   The wrapper is jit-able: ``jax.jit(jaxloss.checked(loss_fn))``. The checks
-  (see the module docstring for the table) are:
+  (see the module docstring) are:
 
   .. math::
     \neg\operatorname{isnan}(z),\ z \ne +\infty; \quad
@@ -196,7 +165,7 @@ def checked(loss_fn: Callable, *, target_range: tuple[float, float] | None | str
     lo \le t \le hi \text{ (targets of the logits' shape)}
 
   What the UNCHECKED call does with an out-of-range label: the integer-label
-  losses built on `jaxloss._numerics.take_label` (the cross-entropy family, for
+  losses built on `jaxloss._src.numerics.take_label` (the cross-entropy family, for
   example) return NaN for that example, which a mean then spreads to the whole
   batch loss; losses that one-hot encode labels see an all-zero target row and
   return a finite but meaningless value. Neither raises.
@@ -207,9 +176,11 @@ def checked(loss_fn: Callable, *, target_range: tuple[float, float] | None | str
   Args:
     loss_fn: any jaxloss loss (or ``functools.partial`` of one) taking
       ``(logits, labels_or_targets, ...)``; other callables with that calling
-      convention get the generic checks.
-    target_range: ``"auto"`` (the table), a ``(lo, hi)`` pair, or ``None`` (no
-      check on targets of the logits' shape).
+      convention get the generic checks, unless they carry the mark
+      ``jaxloss_target_range``.
+    target_range: ``"auto"`` (the loss's declared ``jaxloss_target_range``),
+      a ``(lo, hi)`` pair, or ``None`` (no check on targets of the logits'
+      shape).
 
   Returns:
     A function with ``loss_fn``'s arguments returning ``(err, loss)``.
@@ -231,7 +202,7 @@ def checked(loss_fn: Callable, *, target_range: tuple[float, float] | None | str
   if isinstance(target_range, str):
     if target_range != "auto":
       raise ValueError(f"target_range must be 'auto', None or (lo, hi), got {target_range!r}.")
-    target_range = _rule_for(loss_fn).target_range
+    target_range = _declared_target_range(loss_fn)
   elif target_range is not None:
     lo, hi = target_range
     target_range = (float(lo), float(hi))

@@ -2,7 +2,7 @@
 label smoothing, and a PyTorch-parity front door with weights and ignore_index.
 
 All functions return per-example losses (the logits' shape without the class
-axis) computed in at least float32; see `jaxloss._checks` for the shared
+axis) computed in at least float32; see `jaxloss._src.checks` for the shared
 conventions on ``axis``, ``where``, ``weights`` and ``example_mask``.
 """
 
@@ -53,6 +53,13 @@ def integer_label_nll(logits, labels, *, axis, where, weights, example_mask, fn)
   parts = _numerics.softmax_parts(z, mask)
   nll = parts.lse - _numerics.take_label(parts.zs, labels)
   return nll, parts, labels, w, example_mask, mask
+
+
+def finish_integer_label_loss(loss, parts, labels, w, example_mask):
+  """Scales by the class weight of the label, then applies `numerics.finalize`."""
+  if w is not None:
+    loss = loss * _numerics.take_label(w, labels)
+  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 
 
 def _class_weights_like(w: jax.Array | None, z: jax.Array) -> jax.Array | None:
@@ -174,9 +181,7 @@ def softmax_cross_entropy_with_integer_labels(
   loss, parts, labels, w, example_mask, _ = integer_label_nll(
       logits, labels, axis=axis, where=where, weights=weights, example_mask=example_mask,
       fn="softmax_cross_entropy_with_integer_labels")
-  if w is not None:
-    loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
+  return finish_integer_label_loss(loss, parts, labels, w, example_mask)
 
 
 @_checks.declares_targets(_checks.UNIT_TARGETS)

@@ -1,7 +1,7 @@
 """Divergences between a target distribution and predicted log-probabilities.
 
 Per-example outputs have the input's shape without the class axis; see
-`jaxloss._checks` for the shared conventions on ``axis`` and ``where``.
+`jaxloss._src.checks` for the shared conventions on ``axis`` and ``where``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ All three re-weight the cross-entropy by how well an example is already
 classified. They are computed from logits in log space, never by clipping
 probabilities: ``log p_y = z_y - logsumexp(z)`` for the softmax forms and
 ``log_sigmoid`` for the sigmoid form. Per-example outputs have the logits'
-shape without the class axis; see `jaxloss._checks` for the shared conventions
+shape without the class axis; see `jaxloss._src.checks` for the shared conventions
 on ``axis``, ``where``, ``weights`` and ``example_mask``.
 """
 
@@ -17,6 +17,7 @@ from jax.typing import ArrayLike
 
 from jaxloss._src import checks as _checks
 from jaxloss._src import numerics as _numerics
+from jaxloss._src.cross_entropy import finish_integer_label_loss
 from jaxloss._src.cross_entropy import integer_label_nll
 
 __all__ = ["poly1_cross_entropy", "sigmoid_focal_loss", "softmax_focal_loss"]
@@ -125,9 +126,7 @@ def softmax_focal_loss(
   a = _softmax_alpha(alpha, labels, k, dtype)
   if a is not None:
     loss = loss * a
-  if w is not None:
-    loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
+  return finish_integer_label_loss(loss, parts, labels, w, example_mask)
 
 
 @_checks.declares_targets(_checks.UNIT_TARGETS)
@@ -183,9 +182,7 @@ def poly1_cross_entropy(
   # 1 - p_y = -expm1(-nll): no cancellation as p_y -> 1, and exactly 1 (with a
   # zero derivative, exp(-inf) = 0) when nll = +inf.
   loss = nll + epsilon * -jnp.expm1(-nll)
-  if w is not None:
-    loss = loss * _numerics.take_label(w, labels)
-  return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
+  return finish_integer_label_loss(loss, parts, labels, w, example_mask)
 
 
 @_checks.declares_targets(_checks.UNIT_TARGETS)

@@ -2,29 +2,32 @@
 
 Every function here is pure and jit-able. The class axis is ``axis`` (default
 -1); per-example metrics return the logits' shape without the class axis, the
-calibration metrics reduce over every example. For those, ``where`` is a
+calibration metrics reduce over every example. For those, ``example_mask`` is a
 boolean PER-EXAMPLE mask (the per-example shape; ``False`` = leave the example
-out), unlike the losses, where ``where`` masks classes.
+out), as in the losses; ``where`` is always a CLASS mask in jaxloss.
 
 Labels are integer class ids (the logits' shape without the class axis) or
 one-hot / probability targets of the logits' shape, whose argmax is the label.
 
-``jaxloss.metrics.brier_score`` is `jaxloss.squared.brier_score` itself (the
-same object, not a copy), re-exported so that the evaluation metrics can be
-found in one place. It is resolved lazily and left out of ``__all__``: the
-top-level ``jaxloss.brier_score`` is exported by `jaxloss.squared`, so the two
-modules do not depend on each other's import order.
+**Non-finite in, non-finite out** (the contract of `jaxloss._src.numerics`): a
+NaN or ``+inf`` logit in an example makes its per-example metric NaN, and a
+reduced metric NaN when any kept example has one. ``-inf`` masks a class
+(probability 0). The metrics are built on the numerical core (`softmax_parts`,
+the cross-entropy kernel), not on the public losses.
+
+The Brier score, a proper scoring rule often reported next to these, is the
+loss `jaxloss.brier_score`.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss._src import checks as _checks
-from jaxloss._src.cross_entropy import softmax_cross_entropy
-from jaxloss._src.cross_entropy import softmax_cross_entropy_with_integer_labels
-from jaxloss._src.reductions import safe_divide
+from jaxloss._src import numerics as _numerics
+from jaxloss._src.cross_entropy import integer_label_nll
 
 __all__ = [
     "accuracy",
@@ -33,14 +36,6 @@ __all__ = [
     "multilabel_accuracy",
     "negative_log_likelihood",
 ]
-
-
-def __getattr__(name: str):
-  # PEP 562 lazy re-export of the Brier score (see the module docstring).
-  if name == "brier_score":
-    from jaxloss.squared import brier_score  # pylint: disable=import-outside-toplevel
-    return brier_score
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _is_targets(logits: jax.Array, labels: jax.Array) -> bool:
@@ -69,14 +64,15 @@ def _check_num_bins(num_bins) -> int:
   return num_bins
 
 
-def accuracy(logits, labels, *, axis: int = -1) -> jax.Array:
+def accuracy(logits: ArrayLike, labels: ArrayLike, *, axis: int = -1) -> jax.Array:
   r"""Per-example top-1 accuracy: 1 where the predicted class is the label, else 0.
 
   .. math::
     a = \mathbb{1}\left[\arg\max_c z_c = y\right]
 
   Ties in the logits go to the first maximal class (``jnp.argmax``). An
-  out-of-range label is never equal to the argmax, so it scores 0.
+  out-of-range label is never equal to the argmax, so it scores 0. A NaN or
+  ``+inf`` logit makes the example's accuracy NaN (``-inf`` masks a class).
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -85,23 +81,29 @@ def accuracy(logits, labels, *, axis: int = -1) -> jax.Array:
     axis: the class axis.
 
   Returns:
-    ``[...]`` floating 0/1 values (float32, or float64 for float64 logits);
-    ``jaxloss.weighted_mean`` of them is the accuracy of a batch.
+    ``[...]`` floating 0/1 values (float32, or float64 for float64 logits), NaN
+    for an example with a NaN or ``+inf`` logit; ``jaxloss.weighted_mean`` of
+    them is the accuracy of a batch.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
-    >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])
-    >>> print(jaxloss.accuracy(logits_BxC, jnp.array([0, 1])).round(4))
-    [1. 0.]
+    >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0], [jnp.nan, 0.0, 1.0]])
+    >>> print(jaxloss.accuracy(logits_BxC, jnp.array([0, 1, 2])).round(4))
+    [ 1.  0. nan]
 
   Reference: the top-1 accuracy of ``torchmetrics.Accuracy`` /
   ``sklearn.metrics.accuracy_score``.
   """
   z, y = _logits_and_labels(logits, labels, axis, "accuracy")
-  return (jnp.argmax(z, axis=-1) == y).astype(z.dtype)
+  bad = _numerics.nonfinite_rows(z, None)
+  # How argmax treats a NaN differs between backends: the NaN is selected in.
+  correct = (jnp.argmax(z, axis=-1) == y).astype(z.dtype)
+  return _numerics.finalize(correct, bad=bad)
 
 
-def multilabel_accuracy(logits, targets, *, threshold: float = 0.0, axis: int = -1) -> jax.Array:
+def multilabel_accuracy(
+    logits: ArrayLike, targets: ArrayLike, *, threshold: float = 0.0, axis: int = -1,
+) -> jax.Array:
   r"""Per-example exact-match (subset) accuracy of multi-label predictions.
 
   .. math::
@@ -109,7 +111,8 @@ def multilabel_accuracy(logits, targets, *, threshold: float = 0.0, axis: int = 
 
   The predicted set is ``logits > threshold``; at ``threshold=0`` that is
   ``sigmoid(logits) > 0.5``. Targets are binarized at 0.5 (so 0/1 multi-hot,
-  boolean, and soft targets all work).
+  boolean, and soft targets all work). A NaN or ``+inf`` logit makes the
+  example's value NaN (``-inf`` is a logit like any other: never predicted).
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -136,19 +139,25 @@ def multilabel_accuracy(logits, targets, *, threshold: float = 0.0, axis: int = 
   z = _checks.to_last_axis(logits, axis)
   t = _checks.to_last_axis(t, axis)
   match = (z > threshold) == (t > 0.5)
-  return jnp.all(match, axis=-1).astype(z.dtype)
+  exact = jnp.all(match, axis=-1).astype(z.dtype)
+  return _numerics.finalize(exact, bad=_numerics.nonfinite_rows(z, None))
 
 
-def negative_log_likelihood(logits, labels, *, axis: int = -1) -> jax.Array:
+def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike, *, axis: int = -1) -> jax.Array:
   r"""Per-example negative log-likelihood of the labels under ``softmax(logits)``.
 
   .. math::
     \mathrm{NLL} = -\log \operatorname{softmax}(z)_y
-      = \log\sum_c e^{z_c} - z_y
+      = \log\sum_c e^{z_c - m} - (z_y - m), \qquad m = \max_c z_c
 
-  This is `softmax_cross_entropy_with_integer_labels` (or
-  `softmax_cross_entropy` for one-hot / probability targets); it is listed
-  here because held-out NLL is a standard calibration-sensitive metric.
+  This metric takes LOGITS: it is the softmax cross-entropy, applied to
+  held-out data (a standard calibration-sensitive metric). `jaxloss.nll_loss`
+  takes LOG-PROBABILITIES instead (PyTorch's ``nll_loss``); the two agree on
+  normalized inputs, ``negative_log_likelihood(z, y) == nll_loss(jax.nn.log_softmax(z), y)``.
+  Probability targets of the logits' shape give
+  :math:`-\sum_c t_c \log \operatorname{softmax}(z)_c`. Computed from
+  ``z - max z`` (exact under a common shift); a ``-inf`` logit is a class of
+  probability 0.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -156,12 +165,16 @@ def negative_log_likelihood(logits, labels, *, axis: int = -1) -> jax.Array:
     axis: the class axis.
 
   Returns:
-    ``[...]`` per-example NLL; NaN for an out-of-range integer label.
+    ``[...]`` per-example NLL; NaN for an out-of-range integer label and for an
+    example with a NaN or ``+inf`` logit.
 
   Example:
-    >>> import jax.numpy as jnp, jaxloss
+    >>> import jax, jax.numpy as jnp, jaxloss
     >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
-    >>> print(jaxloss.negative_log_likelihood(logits_BxC, jnp.array([0, 2])).round(4))
+    >>> labels_B = jnp.array([0, 2])
+    >>> print(jaxloss.negative_log_likelihood(logits_BxC, labels_B).round(4))
+    [0.1698 1.0986]
+    >>> print(jaxloss.nll_loss(jax.nn.log_softmax(logits_BxC), labels_B).round(4))
     [0.1698 1.0986]
 
   Reference: Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
@@ -170,12 +183,20 @@ def negative_log_likelihood(logits, labels, *, axis: int = -1) -> jax.Array:
   logits = _checks.check_logits(logits)
   labels = jnp.asarray(labels)
   if _is_targets(logits, labels):
-    return softmax_cross_entropy(logits, labels, axis=axis)
-  return softmax_cross_entropy_with_integer_labels(logits, labels, axis=axis)
+    t = _checks.to_last_axis(
+        _checks.check_targets(logits, labels, axis, "negative_log_likelihood"), axis)
+    parts = _numerics.softmax_parts(_checks.to_last_axis(logits, axis), None)
+    nll = -jnp.sum(_numerics.xlogy_safe(t, parts.log_softmax()), axis=-1)
+  else:
+    nll, parts, *_ = integer_label_nll(
+        logits, labels, axis=axis, where=None, weights=None, example_mask=None,
+        fn="negative_log_likelihood")
+  return _numerics.finalize(nll, bad=parts.bad, dead=parts.dead)
 
 
 def calibration_bins(
-    logits, labels, *, num_bins: int = 15, axis: int = -1, where=None
+    logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, axis: int = -1,
+    example_mask: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   r"""Reliability-diagram statistics: per-bin counts, mean confidence and accuracy.
 
@@ -183,7 +204,7 @@ def calibration_bins(
   :math:`\hat p = \max_c \operatorname{softmax}(z)_c`; the prediction is the
   argmax. Confidences fall in ``num_bins`` equal-width bins of ``[0, 1]``: bin
   :math:`b` covers :math:`(b/n, (b+1)/n]` and the first bin also holds 0. For
-  the set :math:`B_b` of (unmasked) examples in bin :math:`b`:
+  the set :math:`B_b` of kept examples in bin :math:`b`:
 
   .. math::
     n_b = |B_b|, \quad
@@ -192,14 +213,17 @@ def calibration_bins(
 
   An empty bin has ``conf = acc = 0`` (not NaN). A confidence exactly on an
   edge :math:`b/n` belongs to bin :math:`b-1` (bins are closed on the right).
+  ``-inf`` logits are classes of probability 0. If any kept example has a NaN
+  or ``+inf`` logit (or no class left: every logit ``-inf``), both float outputs
+  are NaN in every bin (non-finite in, non-finite out); ``counts`` stay integers.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
     labels: integer labels ``[...]`` or one-hot targets of the logits' shape.
     num_bins: number of equal-width bins ``n`` (a Python int, static under jit).
     axis: the class axis.
-    where: optional boolean PER-EXAMPLE mask ``[...]``; ``False`` examples are
-      left out (their logits may be anything, even NaN).
+    example_mask: optional boolean PER-EXAMPLE mask ``[...]``; ``False``
+      examples are left out (their logits may be anything, even NaN).
 
   Returns:
     ``(counts, mean_confidence, accuracy)``, each of shape ``[num_bins]``:
@@ -223,19 +247,19 @@ def calibration_bins(
   """
   num_bins = _check_num_bins(num_bins)
   z, y = _logits_and_labels(logits, labels, axis, "calibration_bins")
-  keep = _checks.check_example_mask(where, y.shape)
-  # max softmax probability = 1 / sum_c exp(z_c - max z): jax.nn.softmax
-  # subtracts the row maximum first, so +-1e4 logits do not overflow.
-  conf = jnp.max(jax.nn.softmax(z, axis=-1), axis=-1).reshape(-1)
+  keep = _checks.check_example_mask(example_mask, y.shape)
+  # softmax_parts works from z - max z (no overflow at +-1e4) on the finite,
+  # unmasked logits only: the confidences below are finite in every row.
+  parts = _numerics.softmax_parts(z, None)
+  undefined = (parts.bad | parts.dead).reshape(-1)
+  conf = jnp.max(parts.probabilities(), axis=-1).reshape(-1)
   correct = (jnp.argmax(z, axis=-1) == y).astype(conf.dtype).reshape(-1)
   if keep is None:
     weight = jnp.ones_like(conf)
   else:
-    weight = keep.reshape(-1).astype(conf.dtype)
-    # Masked examples may hold NaN logits: select them away before summing
-    # (0 * NaN would still be NaN).
-    conf = jnp.where(weight > 0, conf, 0.0)
-    correct = jnp.where(weight > 0, correct, 0.0)
+    keep = keep.reshape(-1)
+    weight = keep.astype(conf.dtype)
+    undefined = undefined & keep
   # Bin b covers (edges[b], edges[b+1]]. searchsorted(side="left") returns the
   # first edge >= conf, so a confidence exactly on an edge goes to the bin below
   # it; conf = 0 gives -1 and is clipped into the first bin. The edges are
@@ -246,15 +270,18 @@ def calibration_bins(
   counts = jax.ops.segment_sum(weight, bins, num_segments=num_bins)
   sum_conf = jax.ops.segment_sum(weight * conf, bins, num_segments=num_bins)
   sum_correct = jax.ops.segment_sum(weight * correct, bins, num_segments=num_bins)
+  any_undefined = jnp.any(undefined)
+  nan = jnp.full((num_bins,), jnp.nan, conf.dtype)
   return (
       counts.astype(jnp.int32),
-      safe_divide(sum_conf, counts),
-      safe_divide(sum_correct, counts),
+      jnp.where(any_undefined, nan, _numerics.safe_divide(sum_conf, counts)),
+      jnp.where(any_undefined, nan, _numerics.safe_divide(sum_correct, counts)),
   )
 
 
 def expected_calibration_error(
-    logits, labels, *, num_bins: int = 15, axis: int = -1, where=None
+    logits: ArrayLike, labels: ArrayLike, *, num_bins: int = 15, axis: int = -1,
+    example_mask: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Expected calibration error (ECE) with equal-width confidence bins.
 
@@ -262,15 +289,17 @@ def expected_calibration_error(
     \mathrm{ECE} = \sum_{b=1}^{n} \frac{n_b}{N}
       \left|\operatorname{acc}_b - \operatorname{conf}_b\right|
 
-  with the bins of `calibration_bins` and :math:`N` the number of unmasked
-  examples. 0 means perfectly calibrated; an empty selection gives 0.
+  with the bins of `calibration_bins` and :math:`N` the number of kept
+  examples. 0 means perfectly calibrated; an empty selection gives 0. NaN if
+  any kept example has a NaN or ``+inf`` logit (see `calibration_bins`).
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
     labels: integer labels ``[...]`` or one-hot targets of the logits' shape.
     num_bins: number of equal-width bins (15 as in Guo et al. 2017).
     axis: the class axis.
-    where: optional boolean PER-EXAMPLE mask ``[...]``.
+    example_mask: optional boolean PER-EXAMPLE mask ``[...]``; ``False``
+      examples are left out.
 
   Returns:
     A scalar, float32 (float64 for float64 logits).
@@ -286,6 +315,9 @@ def expected_calibration_error(
   Weinberger, "On Calibration of Modern Neural Networks", ICML 2017, eq. (3).
   """
   counts, conf, acc = calibration_bins(
-      logits, labels, num_bins=num_bins, axis=axis, where=where)
+      logits, labels, num_bins=num_bins, axis=axis, example_mask=example_mask)
   n_b = counts.astype(conf.dtype)
-  return safe_divide(jnp.sum(n_b * jnp.abs(acc - conf)), jnp.sum(n_b))
+  # Every bin is NaN or none is: the selection keeps empty bins' 0 * NaN in.
+  ece = _numerics.safe_divide(jnp.sum(jnp.where(n_b > 0, n_b * jnp.abs(acc - conf), 0.0)),
+                              jnp.sum(n_b))
+  return jnp.where(jnp.isnan(conf[0]), jnp.nan, ece)

@@ -2,7 +2,7 @@
 
 Both compare the true-class logit with every other (unmasked) logit and charge
 for each violation of the ``margin``. They are per-example losses of the
-logits' shape without the class axis; see `jaxloss._checks` for the shared
+logits' shape without the class axis; see `jaxloss._src.checks` for the shared
 conventions on ``axis``, ``where``, ``weights`` and ``example_mask``.
 """
 

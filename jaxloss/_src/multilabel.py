@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.typing import ArrayLike
+
 from jaxloss._src import checks as _checks
 
 __all__ = [
@@ -66,11 +68,12 @@ def _check_k(k, num_classes: int) -> int:
   if not isinstance(k, numbers.Integral) or isinstance(k, bool):
     raise TypeError(f"k must be a Python int (static under jit), got {k!r}.")
   if not 0 <= k <= num_classes:
-    raise ValueError(f"k={k} is out of range: it must be in [0, {num_classes}] (the number of classes).")
+    raise ValueError(
+        f"k={k} is out of range: it must be in [0, {num_classes}] (the number of classes).")
   return int(k)
 
 
-def top_k_multi_hot(logits, k: int, *, axis: int = -1) -> jax.Array:
+def top_k_multi_hot(logits: ArrayLike, *, k: int, axis: int = -1) -> jax.Array:
   r"""Multi-hot prediction of the ``k`` highest logits per example.
 
   .. math::
@@ -90,10 +93,9 @@ def top_k_multi_hot(logits, k: int, *, axis: int = -1) -> jax.Array:
     float64 logits).
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import multilabel
+    >>> import jax.numpy as jnp, jaxloss
     >>> logits_BxC = jnp.array([[0.1, 2.0, -1.0, 1.5], [1.0, 1.0, 1.0, 0.0]])
-    >>> print(multilabel.top_k_multi_hot(logits_BxC, 2))
+    >>> print(jaxloss.top_k_multi_hot(logits_BxC, k=2))
     [[0. 1. 0. 1.]
      [1. 1. 0. 0.]]
 
@@ -116,7 +118,9 @@ def top_k_multi_hot(logits, k: int, *, axis: int = -1) -> jax.Array:
   return jnp.moveaxis(hot, -1, ax)
 
 
-def threshold_multi_hot(logits, *, threshold: float = 0.0, axis: int = -1) -> jax.Array:
+def threshold_multi_hot(
+    logits: ArrayLike, *, threshold: float | ArrayLike = 0.0, axis: int = -1,
+) -> jax.Array:
   r"""Multi-hot prediction of every class whose logit is above a threshold.
 
   .. math::
@@ -138,10 +142,9 @@ def threshold_multi_hot(logits, *, threshold: float = 0.0, axis: int = -1) -> ja
     float64 logits).
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import multilabel
+    >>> import jax.numpy as jnp, jaxloss
     >>> logits_BxC = jnp.array([[0.1, 2.0, -1.0], [-0.5, 0.0, 3.0]])
-    >>> print(multilabel.threshold_multi_hot(logits_BxC))
+    >>> print(jaxloss.threshold_multi_hot(logits_BxC))
     [[1. 1. 0.]
      [0. 0. 1.]]
 
@@ -160,7 +163,7 @@ def threshold_multi_hot(logits, *, threshold: float = 0.0, axis: int = -1) -> ja
   return (logits > tau).astype(logits.dtype)
 
 
-def per_class_f1(predictions, targets, *, axis: int = -1) -> jax.Array:
+def per_class_f1(predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1) -> jax.Array:
   r"""F1 score of each class over the whole batch.
 
   With true positives, false positives and false negatives of class :math:`c`
@@ -184,11 +187,10 @@ def per_class_f1(predictions, targets, *, axis: int = -1) -> jax.Array:
     ``[K]`` scores in ``[0, 1]``, float32 (float64 if an input is float64).
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import multilabel
+    >>> import jax.numpy as jnp, jaxloss
     >>> pred_BxC = jnp.array([[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 1, 0]])
     >>> true_BxC = jnp.array([[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 1, 0]])
-    >>> print(multilabel.per_class_f1(pred_BxC, true_BxC).round(4))
+    >>> print(jaxloss.per_class_f1(pred_BxC, true_BxC).round(4))
     [0.8    0.     0.6667 1.    ]
 
   Reference: van Rijsbergen, "Information Retrieval" (1979), the F-measure;
@@ -209,7 +211,7 @@ def per_class_f1(predictions, targets, *, axis: int = -1) -> jax.Array:
   return jnp.where(empty, 1.0, num / jnp.where(empty, 1.0, den)).astype(dtype)
 
 
-def macro_f1(predictions, targets, *, axis: int = -1) -> jax.Array:
+def macro_f1(predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1) -> jax.Array:
   r"""Macro-averaged F1: the unweighted mean of `per_class_f1` over classes.
 
   .. math::
@@ -228,11 +230,10 @@ def macro_f1(predictions, targets, *, axis: int = -1) -> jax.Array:
     A scalar in ``[0, 1]``, float32 (float64 if an input is float64).
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import multilabel
+    >>> import jax.numpy as jnp, jaxloss
     >>> pred_BxC = jnp.array([[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 1, 0]])
     >>> true_BxC = jnp.array([[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 1, 0]])
-    >>> print(multilabel.macro_f1(pred_BxC, true_BxC).round(4))
+    >>> print(jaxloss.macro_f1(pred_BxC, true_BxC).round(4))
     0.6167
 
   Reference: Yang, "An evaluation of statistical approaches to text
@@ -242,7 +243,9 @@ def macro_f1(predictions, targets, *, axis: int = -1) -> jax.Array:
   return jnp.mean(per_class_f1(predictions, targets, axis=axis))
 
 
-def exact_set_accuracy(predictions, targets, *, axis: int = -1) -> jax.Array:
+def exact_set_accuracy(
+    predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1,
+) -> jax.Array:
   r"""Per-example exact match: 1 when the predicted set equals the target set.
 
   .. math::
@@ -261,11 +264,10 @@ def exact_set_accuracy(predictions, targets, *, axis: int = -1) -> jax.Array:
     float32 (float64 if an input is float64).
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import multilabel
+    >>> import jax.numpy as jnp, jaxloss
     >>> pred_BxC = jnp.array([[1, 0, 1], [1, 1, 0]])
     >>> true_BxC = jnp.array([[1, 0, 1], [1, 0, 0]])
-    >>> print(multilabel.exact_set_accuracy(pred_BxC, true_BxC))
+    >>> print(jaxloss.exact_set_accuracy(pred_BxC, true_BxC))
     [1. 0.]
 
   Reference: subset accuracy, ``sklearn.metrics.accuracy_score`` on multi-label

@@ -10,30 +10,52 @@ The table of built-ins is a read-only module constant; there is no
 ``register()``: a new loss is a new `LossSpec` built by hand (it is a plain
 frozen dataclass), which keeps the set of names a fixed, reviewable fact.
 
-=========================  ===========  ==========  ==========  =====================
-name (aliases)             target_kind  activation  prediction  defaults
-=========================  ===========  ==========  ==========  =====================
-softmax_cross_entropy      integer      softmax     argmax
+**Names.** A canonical name is the name of the jaxloss function it runs
+(``spec.name == spec.function``), so a name found in a config file is found in
+the API reference too. The only exceptions are the PRESETS: a function with
+settings bound that make it a different loss to train, which keeps a name of
+its own. They are listed in the read-only table `PRESETS` (name -> function):
+
+=====================  ============================  ==============================
+preset                 function                      bound settings
+=====================  ============================  ==============================
+multiclass_hinge_ww    multiclass_hinge_loss         ``kind="weston_watkins"``
+                                                     (fixed: cannot be overridden)
+multilabel_bce         sigmoid_binary_cross_entropy  multi-hot targets, prediction
+                                                     ``logits > 0``, not multi-class
+=====================  ============================  ==============================
+
+Older short names stay accepted as aliases (``get`` resolves them; `available`
+lists canonical names only).
+
+==============================  ===========  ==========  ==========  ================
+name (aliases)                  target_kind  activation  prediction  defaults
+==============================  ===========  ==========  ==========  ================
+softmax_cross_entropy           integer      softmax     argmax
 (ce, cross_entropy)
-sigmoid_difference         one_hot      sigmoid     argmax
+sigmoid_difference              one_hot      sigmoid     argmax
 (mnist_loss, sigdiff)
-sigmoid_binary_cross_      one_hot      sigmoid     argmax
-entropy (bce)
-multilabel_bce             multi_hot    sigmoid     threshold   (not multi-class)
-label_smoothing            integer      softmax     argmax      alpha=0.1
-softmax_focal              integer      softmax     argmax      gamma=2, alpha=None
-sigmoid_focal              one_hot      sigmoid     argmax      gamma=2, alpha=0.25
-poly1                      integer      softmax     argmax      epsilon=1
-brier                      integer      softmax     argmax
-square_loss                integer      none        argmax      k=1, m=1
-multiclass_hinge           integer      none        argmax      crammer_singer, 1
-multiclass_hinge_ww        integer      none        argmax      weston_watkins, 1
-ovr_hinge, ovr_squared_    integer      none        argmax
-hinge, ovr_smooth_hinge,
-ovr_logistic, ovr_expo-
-nential, ovr_savage,
+sigmoid_binary_cross_entropy    one_hot      sigmoid     argmax
+(bce)
+multilabel_bce (preset)         multi_hot    sigmoid     threshold   (not multi-class)
+label_smoothing_cross_entropy   integer      softmax     argmax      alpha=0.1
+(label_smoothing)
+softmax_focal_loss              integer      softmax     argmax      gamma=2,
+(softmax_focal)                                                      alpha=None
+sigmoid_focal_loss              one_hot      sigmoid     argmax      gamma=2,
+(sigmoid_focal)                                                      alpha=0.25
+poly1_cross_entropy (poly1)     integer      softmax     argmax      epsilon=1
+brier_score (brier)             integer      softmax     argmax
+square_loss                     integer      none        argmax      k=1, m=1
+multiclass_hinge_loss           integer      none        argmax      crammer_singer,
+(multiclass_hinge)                                                   margin=1
+multiclass_hinge_ww (preset)    integer      none        argmax      weston_watkins,
+                                                                     margin=1
+ovr_hinge, ovr_squared_hinge,   integer      none        argmax
+ovr_smooth_hinge, ovr_logistic,
+ovr_exponential, ovr_savage,
 ovr_tangent, ovr_square
-=========================  ===========  ==========  ==========  =====================
+==============================  ===========  ==========  ==========  ================
 """
 
 from __future__ import annotations
@@ -48,10 +70,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-# Import functions, not modules: `jaxloss.cross_entropy`, `jaxloss.hinge` and
-# friends are shadowed on the package by same-named functions.
+from jax.typing import ArrayLike
+
 from jaxloss._src.cross_entropy import label_smoothing_cross_entropy
-from jaxloss._src.cross_entropy import softmax_cross_entropy_with_integer_labels
+from jaxloss._src.cross_entropy import softmax_cross_entropy
 from jaxloss._src.focal import poly1_cross_entropy
 from jaxloss._src.focal import sigmoid_focal_loss
 from jaxloss._src.focal import softmax_focal_loss
@@ -70,7 +92,7 @@ from jaxloss._src.sigmoid import sigmoid_difference
 from jaxloss._src.squared import brier_score
 from jaxloss._src.squared import square_loss
 
-__all__ = ["LossSpec", "available", "get", "multiclass"]
+__all__ = ["PRESETS", "LossSpec", "available", "get", "multiclass"]
 
 TARGET_KINDS = ("integer", "one_hot", "multi_hot", "pm1")
 ACTIVATIONS = ("softmax", "sigmoid", "none")
@@ -102,6 +124,10 @@ class LossSpec:
     multiclass: True for multi-class single-label losses (all built-ins but
       ``"multilabel_bce"``).
     aliases: other names `get` accepts for this loss.
+    function: the name of the jaxloss function ``per_example`` runs. Equal to
+      ``name`` for every built-in except the `PRESETS`. Left empty in a spec
+      built by hand, it is read from ``per_example`` (a ``functools.partial``
+      is unwrapped).
   """
 
   name: str
@@ -114,6 +140,7 @@ class LossSpec:
   reference: str = ""
   multiclass: bool = True
   aliases: tuple[str, ...] = ()
+  function: str = ""
 
   def __post_init__(self):
     for field, value, allowed in (("target_kind", self.target_kind, TARGET_KINDS),
@@ -125,8 +152,13 @@ class LossSpec:
     # spec's hyperparams can be changed afterwards.
     object.__setattr__(self, "hyperparams", types.MappingProxyType(dict(self.hyperparams)))
     object.__setattr__(self, "aliases", tuple(self.aliases))
+    if not self.function:
+      base = self.per_example
+      while isinstance(base, functools.partial):
+        base = base.func
+      object.__setattr__(self, "function", getattr(base, "__name__", type(base).__name__))
 
-  def targets(self, labels, num_classes: int) -> jax.Array:
+  def targets(self, labels: ArrayLike, num_classes: int) -> jax.Array:
     """Integer labels ``[...]`` -> what `per_example` takes, for this target kind.
 
     ``"integer"``: the labels unchanged; ``"one_hot"`` / ``"multi_hot"``:
@@ -145,26 +177,32 @@ class LossSpec:
       onehot = labels.astype(jnp.float32)
     return 2.0 * onehot - 1.0 if self.target_kind == "pm1" else onehot
 
-  def loss(self, logits, targets, *, where=None) -> jax.Array:
-    """The training loss: ``weighted_mean(per_example(logits, targets), where=where)``.
+  def loss(
+      self, logits: ArrayLike, targets: ArrayLike, *, example_mask: ArrayLike | None = None,
+  ) -> jax.Array:
+    """The training loss, ``weighted_mean(per_example(logits, targets), example_mask=...)``.
 
-    ``where`` is an optional boolean PER-EXAMPLE mask; an empty selection gives 0.
+    ``example_mask`` is an optional boolean PER-EXAMPLE mask (``False`` = leave
+    the example out; its logits and targets may be anything); an empty
+    selection gives 0.
     """
-    return weighted_mean(self.per_example(logits, targets), where=where)
+    return weighted_mean(self.per_example(logits, targets), example_mask=example_mask)
 
-  def loss_from_labels(self, logits, labels, *, where=None) -> jax.Array:
+  def loss_from_labels(
+      self, logits: ArrayLike, labels: ArrayLike, *, example_mask: ArrayLike | None = None,
+  ) -> jax.Array:
     """`loss` on integer labels: ``loss(logits, targets(labels, logits.shape[-1]))``."""
     logits = jnp.asarray(logits)
-    return self.loss(logits, self.targets(labels, logits.shape[-1]), where=where)
+    return self.loss(logits, self.targets(labels, logits.shape[-1]), example_mask=example_mask)
 
-  def predict(self, logits) -> jax.Array:
+  def predict(self, logits: ArrayLike) -> jax.Array:
     """Class ids ``argmax(logits, -1)`` ``[...]``, or multi-hot ``logits > 0`` ``[..., K]``."""
     logits = jnp.asarray(logits)
     if self.prediction == "threshold":
       return logits > 0
     return jnp.argmax(logits, axis=-1)
 
-  def probabilities(self, logits) -> jax.Array:
+  def probabilities(self, logits: ArrayLike) -> jax.Array:
     """``softmax`` or ``sigmoid`` of the logits, per `activation` (class axis -1).
 
     For ``activation="none"`` (margin and square losses, whose scores are not
@@ -189,19 +227,29 @@ class _Entry:
   reference: str
   aliases: tuple[str, ...] = ()
   multiclass: bool = True
+  fixed: frozenset[str] = frozenset()  # a preset's defining hyperparameters
 
 
 def _entry(fn, target_kind, activation, description, reference, *, prediction="argmax",
-           aliases=(), multiclass=True, **defaults) -> _Entry:
+           aliases=(), multiclass=True, fixed=(), **defaults) -> _Entry:
   return _Entry(fn, target_kind, activation, prediction, types.MappingProxyType(defaults),
-                description, reference, tuple(aliases), multiclass)
+                description, reference, tuple(aliases), multiclass, frozenset(fixed))
+
+
+# The canonical names that are not the name of their function: presets, a
+# function with settings bound that make it a different loss to train (see the
+# module docstring). Name -> the function's name.
+PRESETS: Mapping[str, str] = types.MappingProxyType({
+    "multiclass_hinge_ww": "multiclass_hinge_loss",
+    "multilabel_bce": "sigmoid_binary_cross_entropy",
+})
 
 
 _OVR = "one-vs-rest over the classes ({}); Rifkin & Klautau, JMLR 5 (2004)"
 
 _BUILTINS: Mapping[str, _Entry] = types.MappingProxyType({
     "softmax_cross_entropy": _entry(
-        softmax_cross_entropy_with_integer_labels, "integer", "softmax",
+        softmax_cross_entropy, "integer", "softmax",
         "Softmax cross-entropy (negative log-likelihood) on integer labels.",
         "Goodfellow, Bengio & Courville, Deep Learning (2016) 6.2.2.3; torch cross_entropy",
         aliases=("ce", "cross_entropy")),
@@ -220,46 +268,46 @@ _BUILTINS: Mapping[str, _Entry] = types.MappingProxyType({
         "Sigmoid binary cross-entropy for multi-label targets, predicts logits > 0.",
         "torch.nn.BCEWithLogitsLoss; Tsoumakas & Katakis, multi-label overview (2007)",
         prediction="threshold", multiclass=False),
-    "label_smoothing": _entry(
+    "label_smoothing_cross_entropy": _entry(
         label_smoothing_cross_entropy, "integer", "softmax",
         "Cross-entropy against label-smoothed targets (1 - alpha) onehot + alpha / K.",
         "Szegedy et al., CVPR 2016, sec. 7; Muller, Kornblith & Hinton, NeurIPS 2019",
-        alpha=0.1),
-    "softmax_focal": _entry(
+        aliases=("label_smoothing",), alpha=0.1),
+    "softmax_focal_loss": _entry(
         softmax_focal_loss, "integer", "softmax",
         "Softmax focal loss -(1 - p_y)^gamma log p_y, down-weighting easy examples.",
         "Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
-        gamma=2.0, alpha=None),
-    "sigmoid_focal": _entry(
+        aliases=("softmax_focal",), gamma=2.0, alpha=None),
+    "sigmoid_focal_loss": _entry(
         sigmoid_focal_loss, "one_hot", "sigmoid",
         "Per-class sigmoid focal loss on one-hot targets, argmax prediction.",
         "Lin et al., ICCV 2017; torchvision.ops.sigmoid_focal_loss",
-        gamma=2.0, alpha=0.25),
-    "poly1": _entry(
+        aliases=("sigmoid_focal",), gamma=2.0, alpha=0.25),
+    "poly1_cross_entropy": _entry(
         poly1_cross_entropy, "integer", "softmax",
         "Poly-1 loss: cross-entropy + epsilon (1 - p_y).",
         "Leng et al., PolyLoss: A Polynomial Expansion Perspective, ICLR 2022",
-        epsilon=1.0),
-    "brier": _entry(
+        aliases=("poly1",), epsilon=1.0),
+    "brier_score": _entry(
         brier_score, "integer", "softmax",
         "Brier score: squared distance between softmax probabilities and the one-hot label.",
         "Brier, Verification of Forecasts Expressed in Terms of Probability, MWR 1950",
-    ),
+        aliases=("brier",)),
     "square_loss": _entry(
         square_loss, "integer", "none",
         "Square loss on raw logits with rescaling k (true class) and target m.",
         "Hui & Belkin, Evaluation of Neural Architectures Trained with Square Loss, ICLR 2021",
         k=1.0, m=1.0),
-    "multiclass_hinge": _entry(
+    "multiclass_hinge_loss": _entry(
         multiclass_hinge_loss, "integer", "none",
         "Crammer-Singer multi-class hinge: max(0, margin + max_{c != y} z_c - z_y).",
         "Crammer & Singer, JMLR 2 (2001); torch.nn.functional.multi_margin_loss",
-        margin=1.0, kind="crammer_singer", squared=False),
+        aliases=("multiclass_hinge",), margin=1.0, kind="crammer_singer", squared=False),
     "multiclass_hinge_ww": _entry(
         multiclass_hinge_loss, "integer", "none",
         "Weston-Watkins multi-class hinge: sum_{c != y} max(0, margin + z_c - z_y).",
         "Weston & Watkins, ESANN 1999; torch.nn.functional.multi_margin_loss",
-        margin=1.0, kind="weston_watkins", squared=False),
+        fixed=("kind",), margin=1.0, kind="weston_watkins", squared=False),
     **{
         fn.__name__: _entry(
             fn, "integer", "none",
@@ -280,6 +328,29 @@ _BUILTINS: Mapping[str, _Entry] = types.MappingProxyType({
 
 _ALIASES: Mapping[str, str] = types.MappingProxyType(
     {alias: name for name, entry in _BUILTINS.items() for alias in entry.aliases})
+
+
+def _check_names() -> None:
+  """The naming rule, enforced at import: a broken table never ships.
+
+  Every canonical name is the name of its function, except a preset, whose
+  function must be the one `PRESETS` lists; no alias shadows a canonical name.
+  """
+  for name, entry in _BUILTINS.items():
+    function = entry.fn.__name__
+    expected = PRESETS.get(name, name)
+    if function != expected:
+      raise AssertionError(
+          f"registry name {name!r} runs {function!r}: canonical names must equal their "
+          "function's name (or be listed in PRESETS).")
+  if set(PRESETS) - set(_BUILTINS):
+    raise AssertionError(f"PRESETS names no built-in: {sorted(set(PRESETS) - set(_BUILTINS))}")
+  if set(_ALIASES) & set(_BUILTINS):
+    raise AssertionError(
+        f"aliases shadow canonical names: {sorted(set(_ALIASES) & set(_BUILTINS))}")
+
+
+_check_names()
 
 
 def _normalize(name: str) -> str:
@@ -312,7 +383,7 @@ def multiclass() -> list[str]:
   return sorted(name for name, entry in _BUILTINS.items() if entry.multiclass)
 
 
-def get(name: str, **hyperparams) -> LossSpec:
+def get(name: str, **hyperparams: Any) -> LossSpec:
   r"""The `LossSpec` of a built-in loss, by name or alias, hyperparameters bound.
 
   .. math::
@@ -323,29 +394,34 @@ def get(name: str, **hyperparams) -> LossSpec:
   defaults of the table (module docstring) updated by ``hyperparams``.
 
   Args:
-    name: a canonical name from `available` or an alias (case-insensitive,
-      ``-`` and ``_`` interchangeable).
+    name: a canonical name from `available` (the jaxloss function's name, or a
+      preset's) or an alias (case-insensitive, ``-`` and ``_`` interchangeable).
     **hyperparams: overrides of the defaults; must be keyword-only
       hyperparameters of the underlying function (``axis``, ``where`` and
-      ``example_mask`` are per-call, not hyperparameters).
+      ``example_mask`` are per-call, not hyperparameters). A preset's defining
+      setting (``kind`` of ``multiclass_hinge_ww``) cannot be overridden.
 
   Returns:
-    A frozen `LossSpec`.
+    A frozen `LossSpec`; ``spec.name`` is the canonical name, also when ``name``
+    is an alias.
 
   Raises:
     ValueError: unknown name (the message lists every valid name and alias).
-    TypeError: unknown hyperparameter (the message lists the valid ones).
+    TypeError: unknown hyperparameter (the message lists the valid ones), or an
+      override of a preset's defining setting.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
-    >>> spec = jaxloss.get("label_smoothing", alpha=0.2)
-    >>> print(spec.name, dict(spec.hyperparams), spec.target_kind)
-    label_smoothing {'alpha': 0.2} integer
+    >>> spec = jaxloss.get("label_smoothing", alpha=0.2)  # an alias
+    >>> print(spec.name, spec.function, dict(spec.hyperparams), spec.target_kind)
+    label_smoothing_cross_entropy label_smoothing_cross_entropy {'alpha': 0.2} integer
     >>> logits_BxC = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     >>> print(spec.loss_from_labels(logits_BxC, jnp.array([0, 1])).round(4))
     0.594
     >>> print(spec.predict(logits_BxC))
     [0 1]
+    >>> print(jaxloss.get("multiclass_hinge_ww").function)  # a preset
+    multiclass_hinge_loss
 
   Reference: the name-to-loss tables of ``tf.keras.losses.get`` and
   ``timm.loss``, without their mutable registration.
@@ -360,12 +436,22 @@ def get(name: str, **hyperparams) -> LossSpec:
         f"Unknown loss {name!r}. Valid names: {', '.join(available())}. "
         f"Aliases: {aliases}.")
   entry = _BUILTINS[key]
+  function = entry.fn.__name__
+  label = repr(key) if function == key else f"{key!r} ({function})"
   valid = _valid_hyperparams(entry.fn)
   unknown = sorted(set(hyperparams) - set(valid))
   if unknown:
     raise TypeError(
-        f"Loss {key!r} ({entry.fn.__name__}) got unknown hyperparameter(s) "
+        f"Loss {label} got unknown hyperparameter(s) "
         f"{', '.join(unknown)}; valid hyperparameters: {', '.join(valid) or '(none)'}.")
+  changed = sorted(p for p in entry.fixed if p in hyperparams
+                   and hyperparams[p] != entry.defaults[p])
+  if changed:
+    settings = ", ".join(f"{p}={entry.defaults[p]!r}" for p in sorted(entry.fixed))
+    raise TypeError(
+        f"Loss {label} is a preset: {settings} is what it is, not a hyperparameter "
+        f"(got {', '.join(f'{p}={hyperparams[p]!r}' for p in changed)}). Use "
+        f"get({function!r}, ...) instead.")
   bound = {**entry.defaults, **hyperparams}
   return LossSpec(
       name=key,
@@ -378,4 +464,5 @@ def get(name: str, **hyperparams) -> LossSpec:
       reference=entry.reference,
       multiclass=entry.multiclass,
       aliases=entry.aliases,
+      function=function,
   )

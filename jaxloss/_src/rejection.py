@@ -24,8 +24,12 @@ Evaluation (1-D score vectors of any lengths >= 1):
   threshold rejects (1 - the "FPR at 95% TPR" of the OOD literature).
 
 Everything is pure and jit-able; shapes are static, values never reach Python.
-Scores must not be NaN (NaN sorts above every number, so results would be
-meaningless).
+
+Non-finite in, non-finite out (the contract of `jaxloss._src.numerics`): a NaN
+or ``+inf`` logit makes that input's score NaN (``-inf`` masks a class), and a
+NaN score makes `auroc`, `threshold_at_recall` and `rejection_rate` NaN (it
+would otherwise sort above every number and give a meaningless value).
+``+-inf`` scores are ordinary, ordered values.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.typing import ArrayLike
+
 from jaxloss._src import checks as _checks
+from jaxloss._src import numerics as _numerics
 
 __all__ = [
     "auroc",
@@ -88,6 +95,15 @@ def _upcast(scores: jax.Array) -> jax.Array:
   return scores
 
 
+def _any_nan(*scores: jax.Array) -> jax.Array:
+  """True when a floating score vector holds a NaN (integer scores never do)."""
+  nan = jnp.zeros((), bool)
+  for s in scores:
+    if jnp.issubdtype(s.dtype, jnp.floating):
+      nan = nan | jnp.any(jnp.isnan(s))
+  return nan
+
+
 def _num_kept(recall, n: int) -> jax.Array | int:
   """``ceil(recall * n)``: how many of n in-distribution scores must be kept.
 
@@ -122,7 +138,7 @@ def _num_kept(recall, n: int) -> jax.Array | int:
 
 
 # ---------------------------------------------------------------- evaluation
-def auroc(scores_in, scores_out) -> jax.Array:
+def auroc(scores_in: ArrayLike, scores_out: ArrayLike) -> jax.Array:
   r"""Area under the ROC curve for separating in- from out-of-distribution scores.
 
   In-distribution inputs are the positives. With :math:`n_{in}` scores
@@ -139,7 +155,7 @@ def auroc(scores_in, scores_out) -> jax.Array:
   or below it (``side="right"``); the average of the two counts is the
   in-score's average-rank contribution to :math:`U`. O((n_in + n_out) log n_out)
   time, O(n_in + n_out) memory, never an ``n_in x n_out`` matrix. 1 means
-  every in-score is above every out-score, 0.5 is chance.
+  every in-score is above every out-score, 0.5 is chance. A NaN score gives NaN.
 
   Args:
     scores_in: ``[n_in]`` scores of in-distribution inputs (floating, integer
@@ -147,14 +163,14 @@ def auroc(scores_in, scores_out) -> jax.Array:
     scores_out: ``[n_out]`` scores of out-of-distribution inputs, ``n_out >= 1``.
 
   Returns:
-    A scalar in ``[0, 1]``: float32, or float64 if either input is float64.
+    A scalar in ``[0, 1]``: float32, or float64 if either input is float64;
+    NaN if a score is NaN.
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import rejection
+    >>> import jax.numpy as jnp, jaxloss
     >>> s_in = jnp.array([0.9, 0.8, 0.4, 0.7])
     >>> s_out = jnp.array([0.1, 0.4, 0.75])
-    >>> print(rejection.auroc(s_in, s_out).round(4))
+    >>> print(jaxloss.auroc(s_in, s_out).round(4))
     0.7917
 
   Reference: Hanley & McNeil, "The meaning and use of the area under a receiver
@@ -175,10 +191,10 @@ def auroc(scores_in, scores_out) -> jax.Array:
   # before summing: the integer counts (< 2**24 each) are exact in float32,
   # while a single sum over all pairs could exceed float32's exact range.
   per_in = (below + at_or_below).astype(dtype) / (2 * s_out.shape[0])
-  return jnp.mean(per_in)
+  return jnp.where(_any_nan(s_in, s_out), jnp.nan, jnp.mean(per_in))
 
 
-def threshold_at_recall(scores_in, recall: float = 0.95) -> jax.Array:
+def threshold_at_recall(scores_in: ArrayLike, *, recall: float | ArrayLike = 0.95) -> jax.Array:
   r"""The largest threshold that keeps at least ``recall`` of the in-distribution scores.
 
   Sort the :math:`n` in-scores ascending, :math:`s_{(0)} \le \dots \le s_{(n-1)}`.
@@ -197,7 +213,8 @@ def threshold_at_recall(scores_in, recall: float = 0.95) -> jax.Array:
   19 (binary rounding of 0.95 * 20 cannot push it to 20); a traced ``recall``
   is computed in its own floating-point precision (>= float32), rounding
   products within ``n * eps`` above an integer down to it, and ``k`` is
-  clipped to ``[1, n]`` (a traced value cannot be range-checked).
+  clipped to ``[1, n]`` (a traced value cannot be range-checked). A NaN score
+  gives NaN (floating scores).
 
   Args:
     scores_in: ``[n]`` in-distribution scores (floating, integer or bool),
@@ -207,15 +224,14 @@ def threshold_at_recall(scores_in, recall: float = 0.95) -> jax.Array:
 
   Returns:
     A scalar, one of the scores: float32 for 16/32-bit floats (float64 for
-    float64), the input dtype for integer scores.
+    float64), the input dtype for integer scores; NaN if a score is NaN.
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import rejection
+    >>> import jax.numpy as jnp, jaxloss
     >>> s_in = jnp.array([0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.6, 0.4, 1.0])
-    >>> print(rejection.threshold_at_recall(s_in, recall=0.8).round(4))
+    >>> print(jaxloss.threshold_at_recall(s_in, recall=0.8).round(4))
     0.3
-    >>> print(rejection.threshold_at_recall(s_in, recall=0.75).round(4))  # keeps 8
+    >>> print(jaxloss.threshold_at_recall(s_in, recall=0.75).round(4))  # keeps 8
     0.3
 
   Reference: Hendrycks & Gimpel, "A Baseline for Detecting Misclassified and
@@ -226,18 +242,22 @@ def threshold_at_recall(scores_in, recall: float = 0.95) -> jax.Array:
   s = _upcast(_check_scores(scores_in, "scores_in", "threshold_at_recall"))
   n = s.shape[0]
   k = _num_kept(recall, n)
-  return jnp.sort(s)[n - k]
+  t = jnp.sort(s)[n - k]
+  if jnp.issubdtype(t.dtype, jnp.floating):
+    t = jnp.where(_any_nan(s), jnp.nan, t)
+  return t
 
 
-def rejection_rate(scores_out, threshold) -> jax.Array:
+def rejection_rate(scores_out: ArrayLike, threshold: ArrayLike) -> jax.Array:
   r"""Share of out-of-distribution scores strictly below the threshold (rejected).
 
   .. math::
     R(t) = \frac{1}{n_{out}} \sum_j \mathbb{1}[u_j < t]
 
-  With ``t = threshold_at_recall(scores_in, 0.95)`` this is
+  With ``t = threshold_at_recall(scores_in, recall=0.95)`` this is
   ``1 - FPR@95%TPR``: the share of never-seen inputs rejected while at least
-  95% of the known ones are kept (kept means ``s >= t``).
+  95% of the known ones are kept (kept means ``s >= t``). A NaN score or a
+  NaN threshold gives NaN.
 
   Args:
     scores_out: ``[n_out]`` out-of-distribution scores (floating, integer or
@@ -245,13 +265,13 @@ def rejection_rate(scores_out, threshold) -> jax.Array:
     threshold: a scalar threshold (Python number or 0-d array).
 
   Returns:
-    A scalar in ``[0, 1]``: float32, or float64 if an input is float64.
+    A scalar in ``[0, 1]``: float32, or float64 if an input is float64; NaN if
+    a score or the threshold is NaN.
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import rejection
+    >>> import jax.numpy as jnp, jaxloss
     >>> s_out = jnp.array([0.1, 0.3, 0.35, 0.6])
-    >>> print(rejection.rejection_rate(s_out, 0.35).round(4))
+    >>> print(jaxloss.rejection_rate(s_out, 0.35).round(4))
     0.5
 
   Reference: Hendrycks & Gimpel, ICLR 2017 (FPR at 95% TPR = 1 - this rate at
@@ -267,15 +287,22 @@ def rejection_rate(scores_out, threshold) -> jax.Array:
   # A weakly typed threshold (a Python number, also when passed through jit)
   # does not make the result float64.
   dtype = _float_dtype(u) if t.weak_type else _float_dtype(u, t)
-  return jnp.mean((u < t).astype(dtype))
+  return jnp.where(_any_nan(u, t), jnp.nan, jnp.mean((u < t).astype(dtype))).astype(dtype)
 
 
 # ---------------------------------------------------------------- scores
-def max_softmax_score(logits, *, axis: int = -1) -> jax.Array:
+def _logits_last(logits, axis: int) -> jax.Array:
+  return _checks.to_last_axis(_checks.check_logits(logits), axis)
+
+
+def max_softmax_score(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
   r"""Maximum softmax probability, the baseline "known input" score.
 
   .. math::
     s = \max_c \operatorname{softmax}(z)_c = \frac{1}{\sum_c e^{z_c - \max z}}
+
+  ``-inf`` logits are classes of probability 0. A NaN or ``+inf`` logit, or a
+  row with no class left (every logit ``-inf``), gives NaN.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -286,32 +313,31 @@ def max_softmax_score(logits, *, axis: int = -1) -> jax.Array:
     float32 (float64 for float64 logits).
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import rejection
+    >>> import jax.numpy as jnp, jaxloss
     >>> logits_BxC = jnp.array([[4.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    >>> print(rejection.max_softmax_score(logits_BxC).round(4))
+    >>> print(jaxloss.max_softmax_score(logits_BxC).round(4))
     [0.9647 0.3333]
 
   Reference: Hendrycks & Gimpel, "A Baseline for Detecting Misclassified and
   Out-of-Distribution Examples in Neural Networks", ICLR 2017.
   """
-  z = _checks.to_last_axis(_checks.check_logits(logits), axis)
-  # exp(-logsumexp(z - max z)): logsumexp subtracts the maximum, so +-1e4
-  # logits neither overflow nor lose the 1/K floor.
-  # The shift m is NOT stop_gradient'ed: unlike inside a logsumexp, it does
-  # not cancel here, so its derivative (the argmax indicator) is needed.
-  m = jnp.max(z, axis=-1, keepdims=True)
-  return jnp.exp(-jax.nn.logsumexp(z - m, axis=-1))
+  # softmax_parts shifts by the row maximum first, so +-1e4 logits neither
+  # overflow nor lose the 1/K floor; the probabilities do not depend on the
+  # shift, so their derivative is the softmax's own (argmax row of the Jacobian).
+  parts = _numerics.softmax_parts(_logits_last(logits, axis), None)
+  score = jnp.max(parts.probabilities(), axis=-1)
+  return _numerics.finalize(score, bad=parts.bad | parts.dead)
 
 
-def max_sigmoid_score(logits, *, axis: int = -1) -> jax.Array:
+def max_sigmoid_score(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
   r"""Largest one-vs-rest probability, the "known input" score of a sigmoid head.
 
   .. math::
     s = \max_c \sigma(z_c) = \sigma\!\left(\max_c z_c\right)
 
   Unlike softmax, sigmoid outputs can all be low: an input that matches none
-  of the known classes scores near 0.
+  of the known classes scores near 0. ``-inf`` is a value here (probability
+  0); a NaN or ``+inf`` logit gives NaN.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -321,21 +347,24 @@ def max_sigmoid_score(logits, *, axis: int = -1) -> jax.Array:
     ``[...]`` scores in ``[0, 1]``, float32 (float64 for float64 logits).
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import rejection
+    >>> import jax.numpy as jnp, jaxloss
     >>> logits_BxC = jnp.array([[2.0, -1.0], [-3.0, -4.0]])
-    >>> print(rejection.max_sigmoid_score(logits_BxC).round(4))
+    >>> print(jaxloss.max_sigmoid_score(logits_BxC).round(4))
     [0.8808 0.0474 ]
 
   Reference: Shu, Xu & Liu, "DOC: Deep Open Classification of Text Documents",
   EMNLP 2017; Hendrycks & Gimpel, ICLR 2017 (max-probability baseline).
   """
-  z = _checks.to_last_axis(_checks.check_logits(logits), axis)
-  # sigma is increasing, so the max commutes with it (one sigmoid per row).
-  return jax.nn.sigmoid(jnp.max(z, axis=-1))
+  z = _logits_last(logits, axis)
+  bad = _numerics.nonfinite_rows(z, None)
+  # sigma is increasing, so the max commutes with it (one sigmoid per row). Bad
+  # entries are replaced before the max (whose NaN handling is backend-specific)
+  # and the NaN is selected in afterwards.
+  z = jnp.where(jnp.isnan(z) | (z == jnp.inf), -jnp.inf, z)
+  return _numerics.finalize(jax.nn.sigmoid(jnp.max(z, axis=-1)), bad=bad)
 
 
-def not_class_score(logits, cls, *, axis: int = -1) -> jax.Array:
+def not_class_score(logits: ArrayLike, *, cls: int | ArrayLike, axis: int = -1) -> jax.Array:
   r"""Probability of NOT being class ``cls``: the score for an explicit "NA" class.
 
   A model trained with an extra background / "not applicable" (NA) class
@@ -349,7 +378,9 @@ def not_class_score(logits, cls, *, axis: int = -1) -> jax.Array:
                     - \operatorname{logsumexp}_c z_c\right)
 
   computed in the last form, so that scores near 0 (confident NA) keep their
-  relative precision instead of cancelling in ``1 - p``.
+  relative precision instead of cancelling in ``1 - p``. ``-inf`` logits are
+  classes of probability 0; a NaN or ``+inf`` logit, or a row with every logit
+  ``-inf``, gives NaN.
 
   Args:
     logits: ``[..., K, ...]`` floating logits (class axis ``axis``).
@@ -359,19 +390,18 @@ def not_class_score(logits, cls, *, axis: int = -1) -> jax.Array:
 
   Returns:
     ``[...]`` scores in ``[0, 1]``, float32 (float64 for float64 logits). For
-    ``K = 1`` the score is 0.
+    ``K = 1`` (or when every other class is ``-inf``) the score is 0.
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> from jaxloss import rejection
+    >>> import jax.numpy as jnp, jaxloss
     >>> logits_BxC = jnp.array([[3.0, 0.0, -1.0], [0.0, 0.0, 2.0]])
-    >>> print(rejection.not_class_score(logits_BxC, 2).round(4))
+    >>> print(jaxloss.not_class_score(logits_BxC, cls=2).round(4))
     [0.9829 0.213 ]
 
   Reference: Dhamija, Günther & Boult, "Reducing Network Agnostophobia",
   NeurIPS 2018 (background class baseline); Hendrycks & Gimpel, ICLR 2017.
   """
-  z = _checks.to_last_axis(_checks.check_logits(logits), axis)
+  z = _logits_last(logits, axis)
   k = z.shape[-1]
   if isinstance(cls, numbers.Integral) and not isinstance(cls, bool):
     if not -k <= cls < k:
@@ -383,16 +413,16 @@ def not_class_score(logits, cls, *, axis: int = -1) -> jax.Array:
       raise TypeError(
           f"cls must be an integer class index, got {cls.dtype} of shape {cls.shape}.")
     cls = jnp.where(cls < 0, cls + k, cls)
-  if k == 1:
-    # Nothing but the NA class: the score is 0 (and so is its gradient; the
-    # logsumexp of an empty set below would give a NaN gradient).
-    return jnp.zeros(z.shape[:-1], z.dtype)
-  others = jnp.arange(k) != cls
-  others = jnp.broadcast_to(others, z.shape)
-  m = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
-  # Shift by the row maximum (a constant for both logsumexps) so that +-1e4
-  # logits do not overflow; the masked logsumexp of an empty set is -inf
-  # (K = 1), giving exp(-inf) = 0.
-  lse_all = jax.nn.logsumexp(z - m, axis=-1)
-  lse_others = jax.nn.logsumexp(jnp.where(others, z - m, -jnp.inf), axis=-1)
-  return jnp.exp(lse_others - lse_all)
+  parts = _numerics.softmax_parts(z, None)
+  others = parts.taking_part & jnp.broadcast_to(jnp.arange(k) != cls, z.shape)
+  some_other = jnp.any(others, axis=-1)
+  # The log-sum-exp of the other classes, on the shifted logits of softmax_parts
+  # (no overflow at +-1e4), shifted again by its own maximum (jax.nn.logsumexp):
+  # the other classes may all lie far below the maximum (exp underflows to 0).
+  # A row with no other class (K = 1, or all -inf) has score 0; it runs on
+  # zeros (double where) so that its gradient is 0, not NaN.
+  z_others = jnp.where(others, parts.zs, -jnp.inf)
+  z_others = jnp.where(some_other[..., None], z_others, 0.0)
+  lse_others = jax.nn.logsumexp(z_others, axis=-1)
+  score = jnp.where(some_other, jnp.exp(lse_others - parts.lse), 0.0)
+  return _numerics.finalize(score, bad=parts.bad | parts.dead)

@@ -6,7 +6,7 @@ Each class is treated as an independent binary problem with probability
 Targets are one-hot, multi-hot or soft targets in ``[0, 1]`` of the logits'
 shape (integer class labels raise an error: pass ``jax.nn.one_hot(labels, K)``).
 For a single binary logit per example use logits and targets of shape
-``[..., 1]``. See `jaxloss._checks` for the shared conventions on ``axis`` and
+``[..., 1]``. See `jaxloss._src.checks` for the shared conventions on ``axis`` and
 ``where``.
 """
 

@@ -2,7 +2,7 @@
 (on softmax probabilities) and Hui & Belkin's square loss (on raw logits).
 
 Per-example outputs have the logits' shape without the class axis; see
-`jaxloss._checks` for the shared conventions on ``axis`` and ``where``. Masked
+`jaxloss._src.checks` for the shared conventions on ``axis`` and ``where``. Masked
 classes take no part at all: not in the softmax, not in the sums, not in the
 class count. A label pointing at a masked class is therefore not seen by the
 loss (its term is left out like every masked one); cross-entropy would give
@@ -73,7 +73,7 @@ def brier_score(
     [0.0392 0.6667]
 
   Reference: Brier, "Verification of Forecasts Expressed in Terms of
-  Probability", Monthly Weather Review 78 (1950); also ``jaxloss.metrics.brier_score``.
+  Probability", Monthly Weather Review 78 (1950); a proper scoring rule, used as a metric too.
   """
   z, mask, is_label, in_range, example_mask = _prepare(
       logits, labels, axis, where, example_mask, "brier_score")
@@ -139,6 +139,7 @@ def square_loss(
       logits, labels, axis, where, example_mask, "square_loss")
   dtype = z.dtype
   bad = _numerics.nonfinite_rows(z, mask)
+  z = jnp.where(jnp.isnan(z) | (z == jnp.inf), 0.0, z)  # bad rows: NaN in `finalize`
   # Masked logits (possibly -inf) are replaced by 0 before squaring (double
   # where): (-inf)^2 has derivative -inf, and 0 * -inf = NaN in the backward pass.
   zs = z if mask is None else jnp.where(mask, z, 0.0)

@@ -18,6 +18,14 @@ Layers, from pure functions to the host-side driver:
   calls it once per epoch; the only host round-trip per epoch is reading the
   per-seed metrics at its end.
 
+Divergence: the losses of jaxloss return NaN for an example whose logits hold a
+NaN or ``+inf`` (they never hide a blown-up model behind a finite number), so a
+seed whose weights overflow or turn NaN shows a non-finite ``train_loss``. Every
+`EpochResult` also carries ``params_finite`` (each seed's parameters checked
+after the epoch, inside the same compiled program), and its ``diverged`` flags a
+seed with a non-finite training loss or non-finite parameters. The trainer only
+reports: a diverged seed keeps training (on NaNs) beside the others.
+
 Calibration metrics (NLL, ECE, confidence) always use ``softmax(logits)`` as the
 predicted probabilities, whatever the training loss: a convention that makes
 every loss comparable (for margin losses the logits are not trained to be
@@ -62,6 +70,7 @@ __all__ = [
     "make_evaluate",
     "make_train_epoch",
     "make_train_step",
+    "params_finite",
     "seed_keys",
     "train",
 ]
@@ -253,6 +262,17 @@ def make_epoch_program(train_epoch: Callable, evaluate: Callable, *, mesh=None):
   return program
 
 
+def params_finite(params) -> Array:
+  """Whether every leaf of a parameter pytree is finite (no NaN, no +-inf): a bool scalar.
+
+  ``jax.vmap(params_finite)(states.params)`` gives the ``[S]`` flags of a
+  multi-seed state. Pure and traceable.
+  """
+  leaves = jax.tree.leaves(params)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves \
+      else jnp.asarray(True)
+
+
 def seed_keys(seeds: Sequence[int]) -> tuple[Array, Array]:
   """Per-seed ``(init_keys [S], data_keys [S])``: ``split(jax.random.key(seed))``."""
   keys = jnp.stack([jax.random.split(jax.random.key(int(s))) for s in seeds])
@@ -308,6 +328,8 @@ class EpochResult:
       measured after the results are ready on the device; excludes compilation.
     compile_seconds: time spent compiling before this epoch (first epoch only).
     state: the `TrainState` after this epoch, per-seed leading axis, on the device.
+    params_finite: NumPy bool ``[S]``: every parameter of the seed is finite after
+      this epoch (None when unknown, e.g. a record built by hand).
   """
 
   epoch: int
@@ -316,9 +338,19 @@ class EpochResult:
   seconds: float
   compile_seconds: float
   state: TrainState | None = dataclasses.field(repr=False, default=None)
+  params_finite: np.ndarray | None = None
 
   def __getitem__(self, name: str) -> np.ndarray:
     return self.metrics[name]
+
+  @property
+  def diverged(self) -> np.ndarray:
+    """NumPy bool ``[S]``: the seed's ``train_loss`` is not finite (NaN or +-inf), or
+    one of its parameters is not finite after this epoch."""
+    out = ~np.isfinite(np.asarray(self.metrics["train_loss"], np.float64))
+    if self.params_finite is not None:
+      out = out | ~np.asarray(self.params_finite, bool)
+    return out
 
   def as_dict(self) -> dict[str, Any]:
     """A JSON-ready dict (lists per seed), e.g. for one line of metrics.jsonl."""
@@ -334,6 +366,16 @@ class TrainResult:
 
   history: list[EpochResult]
   state: TrainState
+
+  @property
+  def diverged(self) -> dict[int, int]:
+    """Seed -> the first epoch whose record flags it as diverged (`EpochResult.diverged`)."""
+    out: dict[int, int] = {}
+    for record in self.history:
+      for seed, flag in zip(record.seeds, record.diverged):
+        if flag and seed not in out:
+          out[seed] = record.epoch
+    return out
 
 
 def _resolve_mesh(mesh):
@@ -373,7 +415,9 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
 
   Yields:
     One `EpochResult` per epoch. Generating it is the only host round-trip of
-    the epoch.
+    the epoch. Its ``diverged`` flags the seeds whose training loss or
+    parameters are no longer finite; they keep training beside the others (on
+    NaNs), and it is the caller's choice to stop.
   """
   mesh = _resolve_mesh(mesh)
   seeds = tuple(int(s) for s in seeds)
@@ -439,19 +483,24 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   # donated: on CPU donation made no measurable difference (the epoch's
   # [steps, B, ...] batch array dwarfs the state), and without it every
   # record's `state` stays valid.
-  compiled = jax.jit(program).lower(states, *args).compile()
+  def program_and_check(states, *args):
+    states, metrics = program(states, *args)
+    return states, metrics, jax.vmap(params_finite)(states.params)
+
+  compiled = jax.jit(program_and_check).lower(states, *args).compile()
   compile_seconds = time.perf_counter() - t0
 
   for epoch in range(completed + 1, config.epochs + 1):
     t0 = time.perf_counter()
     epoch_arr = jax.device_put(jnp.asarray(epoch, jnp.int32), repl)
-    states, metrics = compiled(states, data_keys, epoch_arr, *args[2:])
-    jax.block_until_ready((states, metrics))
+    states, metrics, finite = compiled(states, data_keys, epoch_arr, *args[2:])
+    jax.block_until_ready((states, metrics, finite))
     seconds = time.perf_counter() - t0
-    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    metrics, finite = jax.device_get((metrics, finite))
+    metrics = {k: np.asarray(v) for k, v in metrics.items()}
     yield EpochResult(epoch=epoch, seeds=seeds, metrics=metrics, seconds=seconds,
                       compile_seconds=compile_seconds if epoch == completed + 1 else 0.0,
-                      state=states)
+                      state=states, params_finite=np.asarray(finite, bool))
 
 
 def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn | None = None,
