@@ -6,10 +6,11 @@
 * The ``x64`` fixture enables float64 for one test (float64 references and
   `jax.test_util.check_grads` need it); loss test modules use it for all tests
   with ``pytestmark = pytest.mark.usefixtures("x64")``.
-* One Hypothesis profile, ``"jaxloss"``, loaded for every test: derandomized
-  (the same examples on every run and machine), no deadline (the first call of
-  a test compiles), and few examples (property tests here sweep many losses
-  per example). A test's own ``@hypothesis.settings`` still overrides fields.
+* One Hypothesis profile, ``"jaxloss"``, registered here and loaded for every
+  test (no test sets its own): derandomized (the same examples on every run and
+  machine), no deadline (the first call of a test compiles), and few examples
+  (each example of a property test sweeps many losses, and every new shape
+  compiles). ``JAXLOSS_HYPOTHESIS_EXAMPLES=200`` runs a deeper search.
 """
 
 import atexit
@@ -27,7 +28,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 hypothesis.settings.register_profile(
     "jaxloss",
-    max_examples=20,
+    max_examples=int(os.environ.get("JAXLOSS_HYPOTHESIS_EXAMPLES", "15")),
     deadline=None,
     derandomize=True,
     print_blob=True,

@@ -17,7 +17,9 @@ from jax.test_util import check_grads
 
 import jaxloss
 
-pytestmark = pytest.mark.usefixtures("x64")
+# Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
+# check is tests/test_contract.py, which walks every loss (see the README).
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -139,7 +141,6 @@ def test_matches_optax(zeros):
 
 
 # ---------------------------------------------------------------- identities (hypothesis)
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     z=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 7)),
                  elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False)),

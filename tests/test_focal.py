@@ -16,7 +16,9 @@ from jax.test_util import check_grads
 
 import jaxloss
 
-pytestmark = pytest.mark.usefixtures("x64")
+# Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
+# check is tests/test_contract.py, which walks every loss (see the README).
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
 GAMMAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 # One batch shape for most tests: un-jitted JAX compiles every primitive per
@@ -352,7 +354,6 @@ _jit_poly1 = jax.jit(lambda z, y, e: jaxloss.poly1_cross_entropy(z, y, epsilon=e
 _jit_sigmoid_focal = jax.jit(lambda z, t, g: jaxloss.sigmoid_focal_loss(z, t, gamma=g, alpha=None))
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(z=logit_arrays, data=st.data())
 def test_softmax_properties(z, data):
   b, k = z.shape
@@ -379,7 +380,6 @@ def test_softmax_properties(z, data):
       rtol=1e-6, atol=1e-12)
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(z=logit_arrays, data=st.data())
 def test_sigmoid_properties(z, data):
   t = np.asarray(data.draw(hnp.arrays(np.float64, z.shape, elements=st.sampled_from(

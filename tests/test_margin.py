@@ -16,7 +16,9 @@ from jax.test_util import check_grads
 
 import jaxloss
 
-pytestmark = pytest.mark.usefixtures("x64")
+# Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
+# check is tests/test_contract.py, which walks every loss (see the README).
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -388,7 +390,6 @@ logit_arrays = hnp.arrays(
     elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False))
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(z=logit_arrays, data=st.data())
 def test_properties(z, data):
   b, k = z.shape

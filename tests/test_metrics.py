@@ -16,7 +16,9 @@ from jax.test_util import check_grads
 import jaxloss
 from jaxloss._src import metrics
 
-pytestmark = pytest.mark.usefixtures("x64")
+# Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
+# check is tests/test_contract.py, which walks every loss (see the README).
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -315,7 +317,6 @@ class CalibrationTest(parameterized.TestCase):
 
 
 # ---------------------------------------------------------------- properties
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     z=hnp.arrays(np.float64, (12, 4), elements=st.floats(-20, 20, allow_subnormal=False)),
     y=hnp.arrays(np.int64, (12,), elements=st.integers(0, 3)),

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 import jaxloss
 from jaxloss._src import multilabel
 
-pytestmark = pytest.mark.usefixtures("x64")
+# Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
+# check is tests/test_contract.py, which walks every loss (see the README).
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -219,7 +221,6 @@ class ScoreTest(chex.TestCase):
 _multi_hot = functools.partial(hnp.arrays, np.float64, (12, 4), elements=st.sampled_from([0.0, 1.0]))
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(p=_multi_hot(), t=_multi_hot())
 def test_f1_properties(p, t):
   f1 = np.asarray(_f1_jit(p, t))
@@ -238,7 +239,6 @@ _f1_jit = jax.jit(multilabel.per_class_f1)
 _exact_jit = jax.jit(multilabel.exact_set_accuracy)
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     z=hnp.arrays(np.float64, (6, 5), elements=st.integers(-2, 2).map(float)),
     k=st.integers(0, 5),

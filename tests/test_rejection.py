@@ -16,7 +16,9 @@ from jax.test_util import check_grads
 
 from jaxloss._src import rejection
 
-pytestmark = pytest.mark.usefixtures("x64")
+# Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
+# check is tests/test_contract.py, which walks every loss (see the README).
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -197,7 +199,6 @@ _INCREASING = (lambda x: x, lambda x: x**3 + 5 * x, lambda x: np.exp(x / 8),
                lambda x: 2.0 * x - 100.0)
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     # A few fixed lengths, so the jitted check compiles a handful of times.
     a=st.sampled_from([1, 30]).flatmap(lambda n: hnp.arrays(
@@ -304,7 +305,6 @@ class ThresholdTest(chex.TestCase):
     assert int(jnp.sum(s_in >= t)) == 95
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     s=hnp.arrays(np.float64, st.sampled_from([1, 7, 20, 60]),  # few shapes: few compiles
                  elements=st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False)),

@@ -19,6 +19,9 @@ from jaxloss import train as jt  # noqa: E402
 from jaxloss.train import checkpoints  # noqa: E402
 from experiments import runs  # noqa: E402
 
+# These tests train models (seconds each): part of the full suite, not of the quick check.
+pytestmark = pytest.mark.slow
+
 NUM_CLASSES = 4
 SPEC = jaxloss.get("softmax_cross_entropy")
 

@@ -16,7 +16,9 @@ from jax.test_util import check_grads
 import jaxloss
 from jaxloss._src import squared
 
-pytestmark = pytest.mark.usefixtures("x64")
+# Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
+# check is tests/test_contract.py, which walks every loss (see the README).
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -181,7 +183,6 @@ def test_square_loss_k1_m1_is_mse_against_one_hot():
   chex.assert_trees_all_close(jaxloss.square_loss(z, y), want, rtol=1e-12)
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     z=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 7)),
                  elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False)),

@@ -12,6 +12,9 @@ import pytest
 
 pytest.importorskip("flax")
 
+# These tests train models (seconds each): part of the full suite, not of the quick check.
+pytestmark = pytest.mark.slow
+
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_train_sharding_worker.py")
 
 

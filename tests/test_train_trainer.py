@@ -19,6 +19,9 @@ import jaxloss  # noqa: E402
 from jaxloss import train as jt  # noqa: E402
 from jaxloss.train import trainer as trainer_lib  # noqa: E402
 
+# These tests train models (seconds each): part of the full suite, not of the quick check.
+pytestmark = pytest.mark.slow
+
 NUM_CLASSES = 4
 
 
