@@ -85,9 +85,9 @@ def sigmoid_difference(
     example_mask: optional boolean ``[...]``; ``False`` examples give 0.
 
   Returns:
-    Per-example losses ``[...]`` (the class axis removed), float32 for 16/32-bit
-    logits, float64 for float64 logits; NaN where an unmasked logit is NaN or
-    ``+inf``.
+    Per-example losses in ``[0, 1]``, shape ``[...]`` (no class axis); float32
+    for 16/32-bit logits and float64 for float64 logits. A NaN or ``+inf`` in
+    an unmasked class gives NaN.
 
   Example:
     >>> import jax.numpy as jnp, jaxloss
