@@ -67,7 +67,7 @@ def kl_divergence(
       _checks.check_targets(log_predictions, targets, axis, "kl_divergence"), axis)
   example_mask = _checks.check_example_mask(example_mask, lp.shape[:-1])
   bad = _numerics.nonfinite_rows(lp, mask)
-  lp = jnp.where(jnp.isnan(lp) | (lp == jnp.inf), 0.0, lp)  # bad rows: NaN in `finalize`
+  lp = _numerics.without_bad(lp)
   if mask is not None:
     # Masked classes leave the sum: a zero target drops the term in xlogy_safe,
     # and the masked log-probability is replaced before it is ever multiplied.

@@ -92,7 +92,7 @@ def multiclass_hinge_loss(
   labels = _checks.check_integer_labels(logits, labels, axis, "multiclass_hinge_loss")
   w = _checks.check_class_weights(weights, z.shape[-1], z.dtype)
   bad = _numerics.nonfinite_rows(z, mask)
-  z = jnp.where(jnp.isnan(z) | (z == jnp.inf), 0.0, z)  # bad rows: NaN in `finalize`
+  z = _numerics.without_bad(z)
   example_mask = _checks.check_example_mask(example_mask, labels.shape)
   if example_mask is not None:
     labels = jnp.where(example_mask, labels, 0)

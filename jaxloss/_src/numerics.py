@@ -58,12 +58,26 @@ def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   return jnp.where(zero, 0.0, numerator / jnp.where(zero, 1.0, denominator))
 
 
+def is_bad(z: jax.Array) -> jax.Array:
+  """Elementwise: NaN or ``+inf`` (``-inf`` is not bad; see the module docstring)."""
+  return jnp.isnan(z) | (z == jnp.inf)
+
+
 def nonfinite_rows(z: jax.Array, mask: jax.Array | None) -> jax.Array:
   """``[...]``: True where an unmasked class holds a NaN or ``+inf``."""
-  bad = jnp.isnan(z) | (z == jnp.inf)
+  bad = is_bad(z)
   if mask is not None:
     bad = bad & mask
   return jnp.any(bad, axis=-1)
+
+
+def without_bad(z: jax.Array, fill: float = 0.0) -> jax.Array:
+  """``z`` with NaN / ``+inf`` replaced by ``fill``, so that they reach no derivative.
+
+  Losses call it after recording `nonfinite_rows`: the bad rows are set to NaN
+  by `finalize`, and their gradient is 0 instead of NaN.
+  """
+  return jnp.where(is_bad(z), fill, z)
 
 
 class SoftmaxParts(NamedTuple):

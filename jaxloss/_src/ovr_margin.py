@@ -133,7 +133,7 @@ def _margin_loss(phi, fn: str, logits, labels, axis: int, where, example_mask) -
   # y is +-1, so y * (-inf) = -+inf, never 0 * inf. Masked classes and bad
   # entries get the harmless margin 1 before phi (double where).
   v = y * z
-  skip = jnp.isnan(z) | (z == jnp.inf)
+  skip = _numerics.is_bad(z)
   if mask is not None:
     skip = skip | ~mask
   loss = _numerics.mean_over_classes(phi(jnp.where(skip, 1.0, v)), mask)

@@ -360,7 +360,7 @@ def max_sigmoid_score(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
   # sigma is increasing, so the max commutes with it (one sigmoid per row). Bad
   # entries are replaced before the max (whose NaN handling is backend-specific)
   # and the NaN is selected in afterwards.
-  z = jnp.where(jnp.isnan(z) | (z == jnp.inf), -jnp.inf, z)
+  z = _numerics.without_bad(z, -jnp.inf)
   return _numerics.finalize(jax.nn.sigmoid(jnp.max(z, axis=-1)), bad=bad)
 
 

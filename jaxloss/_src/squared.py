@@ -139,7 +139,7 @@ def square_loss(
       logits, labels, axis, where, example_mask, "square_loss")
   dtype = z.dtype
   bad = _numerics.nonfinite_rows(z, mask)
-  z = jnp.where(jnp.isnan(z) | (z == jnp.inf), 0.0, z)  # bad rows: NaN in `finalize`
+  z = _numerics.without_bad(z)
   # Masked logits (possibly -inf) are replaced by 0 before squaring (double
   # where): (-inf)^2 has derivative -inf, and 0 * -inf = NaN in the backward pass.
   zs = z if mask is None else jnp.where(mask, z, 0.0)
