@@ -19,7 +19,7 @@ import jaxloss
 
 # Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
 # check is tests/test_contract.py, which walks every loss (see the README).
-pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -142,7 +142,7 @@ def test_matches_optax(zeros):
 
 # ---------------------------------------------------------------- identities (hypothesis)
 @hypothesis.given(
-    z=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 7)),
+    z=hnp.arrays(np.float64, st.sampled_from([(1, 1), (3, 4), (5, 7)]),  # few shapes: few compiles
                  elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False)),
     data=st.data())
 def test_identities(z, data):

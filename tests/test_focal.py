@@ -19,7 +19,7 @@ from _loss_checks import assert_shift_exact
 
 # Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
 # check is tests/test_contract.py, which walks every loss (see the README).
-pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
 GAMMAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 # One batch shape for most tests: un-jitted JAX compiles every primitive per

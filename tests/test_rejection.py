@@ -18,7 +18,7 @@ from jaxloss._src import rejection
 
 # Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
 # check is tests/test_contract.py, which walks every loss (see the README).
-pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references

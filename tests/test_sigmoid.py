@@ -20,7 +20,7 @@ from _loss_checks import assert_masks_hide_bad_rows
 
 # Per-loss reference tests: thorough and slow (many eager shapes compile); the quick
 # check is tests/test_contract.py, which walks every loss (see the README).
-pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
 
 # ---------------------------------------------------------------- references
@@ -420,7 +420,7 @@ def test_nan_or_pos_inf_logit_gives_nan(name, fn):
 
 # ---------------------------------------------------------------- properties (hypothesis)
 @hypothesis.given(
-    z=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 6)),
+    z=hnp.arrays(np.float64, st.sampled_from([(1, 1), (3, 4), (5, 6)]),  # few shapes: few compiles
                  elements=st.floats(-50, 50, allow_nan=False, allow_subnormal=False)),
     data=st.data())
 def test_properties(z, data):
