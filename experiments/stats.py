@@ -1,0 +1,292 @@
+"""Paired statistics behind every experiment verdict.
+
+Protocol: arms are compared in pairs on the same seeds and test examples. The effect
+is ``a - b`` in accuracy points (positive: `a` better) with a t interval over the per-seed
+differences; the p-value is an exact McNemar test (or a paired seeds x examples
+bootstrap) on per-example correctness, else a paired t test. The p-values of one call are
+Holm-adjusted together; `verdict` then says "better", "worse", "equivalent" (whole
+interval inside +-margin) or "inconclusive": never a tie from absence of evidence.
+Only numpy and `math`; randomness only through an explicit ``seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Comparison", "Interval", "compare_pairs", "holm", "mcnemar_exact", "paired_bootstrap",
+           "paired_t_interval", "paired_t_pvalue", "t_cdf", "t_quantile", "verdict"]
+
+TESTS = ("mcnemar", "bootstrap", "paired-t")
+
+
+def _check_df(df: int) -> int:
+  if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or df < 1:
+    raise ValueError(f"degrees of freedom must be an integer >= 1, got {df!r}")
+  return int(df)
+
+
+def _upper_tail(t: float, df: int) -> float:
+  r"""``P(T > t)`` for ``t >= 0`` and integer ``df``, by A&S 26.7.3/26.7.4.
+
+  With :math:`\theta = \arctan(t/\sqrt{\nu})`, :math:`s, c = \sin\theta, \cos\theta`,
+  :math:`x = c^2`, :math:`A = P(|T| < t)`: odd :math:`\nu`, :math:`A = \frac{2}{\pi}(\theta
+  + s c \sum_{k<(\nu-1)/2} d_k x^k)`, :math:`d_k = \frac{(2k)!!}{(2k+1)!!}`; even :math:`\nu`,
+  :math:`A = s \sum_{k<\nu/2} c_k x^k`, :math:`c_k = \frac{(2k-1)!!}{(2k)!!}`.
+  The infinite series sum to :math:`(\pi/2 - \theta)/(s c)` and :math:`1/s`, so a small
+  tail ``(1 - A) / 2`` is summed as their rest, without cancellation. O(df) per call:
+  meant for the df of a few seeds (still ~1e-12 relative at df ~ 10^4).
+  """
+  if math.isinf(t):
+    return 0.0
+  r = math.hypot(t, math.sqrt(df))
+  s, c = t / r, math.sqrt(df) / r
+  x, odd = c * c, df % 2 == 1
+  ratio = ((lambda k: x * (2 * k + 2) / (2 * k + 3)) if odd
+           else (lambda k: x * (2 * k + 1) / (2 * k + 2)))
+  term, total, k0 = 1.0, 0.0, (df - 1) // 2 if odd else df // 2
+  for k in range(k0):
+    total, term = total + term, term * ratio(k)
+  a = 2 / math.pi * (math.atan2(t, math.sqrt(df)) + s * c * total) if odd else s * total
+  if (tail := 0.5 * (1.0 - a)) > 1e-3 or x > 0.999:  # no cancellation, or a slow rest
+    return max(tail, 0.0)
+  rest, k = 0.0, k0
+  while term > max(1e-17 * rest, 1e-300):  # (a product of ratios can stall at 5e-324)
+    rest, term, k = rest + term, term * ratio(k), k + 1
+  return s * c * rest / math.pi if odd else 0.5 * s * rest
+
+
+def t_cdf(t: float, df: int) -> float:
+  """Student-t CDF ``P(T <= t)`` for integer ``df >= 1``, in closed form (see `_upper_tail`)."""
+  df = _check_df(df)
+  if math.isnan(t):
+    return math.nan
+  return 1.0 - _upper_tail(t, df) if t >= 0 else _upper_tail(-t, df)
+
+
+def t_quantile(q: float, df: int) -> float:
+  """Student-t quantile (``t_cdf(t, df) = q``): bisection on the smaller tail, to adjacent floats.
+
+  >>> round(t_quantile(0.975, 4), 6), t_quantile(0.5, 7), round(t_quantile(0.25, 1), 12)
+  (2.776445, 0.0, -1.0)
+  """
+  df = _check_df(df)
+  if not 0.0 < q < 1.0:
+    raise ValueError(f"q must lie strictly between 0 and 1, got {q!r}")
+  if q == 0.5:
+    return 0.0
+  p, lo, hi = min(q, 1.0 - q), 0.0, 1.0  # 1 - q is exact for q >= 0.5
+  while _upper_tail(hi, df) > p:
+    lo, hi = hi, 2.0 * hi
+  while lo < (mid := 0.5 * (lo + hi)) < hi:
+    lo, hi = (mid, hi) if _upper_tail(mid, df) > p else (lo, mid)
+  return hi if q > 0.5 else -hi
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+  """Estimate and two-sided interval; `n` paired observations (seeds, or seed x example cells)."""
+  mean: float
+  low: float
+  high: float
+  n: int
+  confidence: float
+
+
+def _mean_se(diffs: Sequence[float] | np.ndarray) -> tuple[float, float, int]:
+  """Mean, standard error ``std(ddof=1) / sqrt(n)`` (exactly 0 if all equal) and ``n``."""
+  d = np.asarray(diffs, dtype=np.float64)
+  if d.ndim != 1 or d.size < 2 or not np.all(np.isfinite(d)):
+    raise ValueError(f"need a 1-D sequence of at least 2 finite paired differences, got {d!r}")
+  if np.all(d == d[0]):
+    return float(d[0]), 0.0, d.size
+  return float(d.mean()), float(d.std(ddof=1)) / math.sqrt(d.size), d.size
+
+
+def paired_t_interval(diffs: Sequence[float] | np.ndarray, *, confidence: float = 0.95) -> Interval:
+  r"""Mean paired difference with its t interval :math:`\bar d \pm t_{(1+c)/2,\,n-1}\, s/\sqrt{n}`.
+
+  >>> i = paired_t_interval([1.0, 2.0, 3.0])
+  >>> i.mean, round(i.low, 4), round(i.high, 4), i.n
+  (2.0, -0.4841, 4.4841, 3)
+  """
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+  mean, se, n = _mean_se(diffs)
+  half = t_quantile(0.5 + confidence / 2, n - 1) * se if se > 0 else 0.0
+  return Interval(mean, mean - half, mean + half, n, confidence)
+
+
+def paired_t_pvalue(diffs: Sequence[float] | np.ndarray) -> float:
+  r"""Two-sided paired t test, :math:`2 P(T_{n-1} > |\bar d| \sqrt{n} / s)`; 1 or 0 if s = 0."""
+  mean, se, n = _mean_se(diffs)
+  if se == 0:
+    return 1.0 if mean == 0 else 0.0
+  return min(1.0, 2.0 * _upper_tail(abs(mean) / se, n - 1))
+
+
+def _paired_bools(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+  if a.shape != b.shape:
+    raise ValueError(f"correct_a and correct_b differ in shape: {a.shape} and {b.shape}")
+  return a, b
+
+
+def mcnemar_exact(correct_a: np.ndarray | Sequence[bool],
+                  correct_b: np.ndarray | Sequence[bool]) -> float:
+  r"""Exact two-sided McNemar test on paired correctness (any shape; pairs pooled).
+
+  With :math:`b` = a right & b wrong, :math:`c` = a wrong & b right, :math:`m = b + c`,
+  :math:`k = \min(b, c)`: :math:`p = \min(1, 2 P(\mathrm{Binom}(m, \frac12) \le k))`, where
+  :math:`P(X \le k) = \binom{m}{k} 2^{-m} \sum_{j=0}^{k} \prod_{i<j} \frac{k-i}{m-k+1+i}`: an
+  exact integer ratio (correctly rounded) times terms below 1; nothing overflows.
+
+  >>> mcnemar_exact([True, True, True, False], [False, False, False, False])
+  0.25
+  """
+  a, b = _paired_bools(correct_a, correct_b)
+  n_b, n_c = int(np.count_nonzero(a & ~b)), int(np.count_nonzero(~a & b))
+  m, k = n_b + n_c, min(n_b, n_c)
+  if 2 * k >= m:  # b == c, including b + c == 0
+    return 1.0
+  j = np.arange(k)
+  series = 1.0 + float(np.cumprod((k - j) / (m - k + 1.0 + j)).sum())
+  return min(1.0, 2.0 * (math.comb(m, k) / 2**m) * series)
+
+
+def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, *, n_boot: int = 2000,
+                     seed: int = 0, confidence: float = 0.95) -> tuple[Interval, float]:
+  r"""Seeds x examples (1-D: one seed) paired bootstrap of the difference ``a - b``, in points.
+
+  A replicate resamples seeds and examples (the same draws for both arms), with counts
+  :math:`w, v`: value :math:`100\, w^\top D v / (S N)`, :math:`D = a - b`. Only the :math:`K`
+  columns with :math:`D \ne 0` count, so only their :math:`v` is drawn (Binom(N, K/N) draws,
+  spread uniformly): the same distribution, at a cost in :math:`K`. Returns the percentile
+  interval around the observed difference and :math:`p = 2 \min(P^*(\le 0), P^*(\ge 0))`
+  clipped to ``[1/(n_boot+1), 1]`` (1 if all replicates are 0).
+  """
+  a, b = _paired_bools(correct_a, correct_b)
+  a, b = (a[None], b[None]) if a.ndim == 1 else (a, b)
+  if a.ndim != 2 or a.size == 0 or n_boot < 1 or not 0.0 < confidence < 1.0:
+    raise ValueError(f"need non-empty seeds x examples arrays, n_boot >= 1, 0 < confidence < 1; "
+                     f"got shape {a.shape}, n_boot={n_boot}, confidence={confidence}")
+  (n_seeds, n_examples), scale = a.shape, 100.0 / a.size
+  d = a.astype(np.float64) - b
+  observed = float(d.sum()) * scale
+  cols = d[:, np.any(d != 0, axis=0)]
+  if (n_cols := cols.shape[1]) == 0:
+    return Interval(observed, observed, observed, a.size, confidence), 1.0
+  rng, values = np.random.default_rng(seed), np.empty(n_boot)
+  chunk = max(1, 2**21 // n_examples)
+  for start in range(0, n_boot, chunk):
+    size = min(chunk, n_boot - start)
+    w = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=size)
+    per_col = (w @ cols).ravel()  # (size, K): each column's difference summed over drawn seeds
+    rows = np.repeat(np.arange(size), rng.binomial(n_examples, n_cols / n_examples, size=size))
+    picks = rows * n_cols + rng.integers(0, n_cols, size=rows.size)
+    values[start:start + size] = np.bincount(rows, weights=per_col[picks], minlength=size) * scale
+  low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+  interval = Interval(observed, float(low), float(high), a.size, confidence)
+  if not values.any():
+    return interval, 1.0
+  p = 2.0 * min(np.mean(values <= 0), np.mean(values >= 0))
+  return interval, float(min(1.0, max(1.0 / (n_boot + 1), p)))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+  r"""Holm step-down adjusted p-values, in input order.
+
+  Sorted ascending: :math:`\tilde p_{(i)} = \min(1, \max_{j \le i} (m - j + 1)\, p_{(j)})`.
+
+  >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, 0.005])]
+  [0.03, 0.06, 0.06, 0.02]
+  """
+  p = np.asarray(pvalues, dtype=np.float64)
+  if p.ndim != 1 or not np.all((p >= 0) & (p <= 1)):
+    raise ValueError(f"p-values must be a flat sequence of numbers in [0, 1], got {pvalues!r}")
+  order = np.argsort(p, kind="stable")
+  out = np.empty(p.size)
+  out[order] = np.minimum(1.0, np.maximum.accumulate((p.size - np.arange(p.size)) * p[order]))
+  return out.tolist()
+
+
+def verdict(interval: Interval, p_adjusted: float, *, margin: float = 0.15,
+            alpha: float = 0.05) -> str:
+  """The call on an effect ``a - b`` in accuracy points (positive: the first arm better).
+
+  "equivalent" if ``-margin < low`` and ``high < margin``; else "better" or "worse" if
+  ``p_adjusted < alpha`` and the interval excludes 0 on the mean's side; else "inconclusive".
+  """
+  if not margin > 0 or not 0 < alpha < 1:
+    raise ValueError(f"need margin > 0 and 0 < alpha < 1, got margin={margin!r}, alpha={alpha!r}")
+  if -margin < interval.low and interval.high < margin:
+    return "equivalent"
+  if p_adjusted < alpha and interval.low > 0 and interval.mean > 0:
+    return "better"
+  if p_adjusted < alpha and interval.high < 0 and interval.mean < 0:
+    return "worse"
+  return "inconclusive"
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """One verdict on arm `a` against arm `b`; the effect is ``a - b`` (positive: `a` better)."""
+  a: str
+  b: str
+  interval: Interval
+  p_value: float
+  p_holm: float
+  verdict: str
+  margin: float
+  test: str
+
+  def sentence(self, unit: str = "accuracy points") -> str:
+    """E.g. ``"a vs b: +0.42 accuracy points (95% CI +0.21 to +0.63), Holm p = 0.0031: better."``"""
+    i = self.interval
+    p = "Holm p < 0.0001" if self.p_holm < 1e-4 else f"Holm p = {self.p_holm:.4f}"
+    return (f"{self.a} vs {self.b}: {i.mean:+.2f} {unit} ({100 * i.confidence:g}% CI "
+            f"{i.low:+.2f} to {i.high:+.2f}), {p}: {self.verdict}.")
+
+
+def compare_pairs(accuracy: Mapping[str, Sequence[float]], pairs: Sequence[tuple[str, str]], *,
+                  correct: Mapping[str, np.ndarray] | None = None, test: str = "mcnemar",
+                  margin: float = 0.15, alpha: float = 0.05, confidence: float = 0.95,
+                  n_boot: int = 2000, seed: int = 0) -> list[Comparison]:
+  """Compares each ``(a, b)`` pair on paired seeds; Holm across the pairs of this call.
+
+  `accuracy[name]`: per-seed test accuracy in percent, the same seed order for every name.
+  `correct[name]`: seeds x examples correctness, tested by "mcnemar" (pooled over seeds) or
+  "bootstrap" (its p only); without it, or with ``test="paired-t"``, p is the paired t test
+  of the per-seed differences. The interval is always their paired t interval.
+  """
+  if test not in TESTS:
+    raise ValueError(f"unknown test {test!r}; expected one of {TESTS}")
+  names = list(dict.fromkeys(name for pair in pairs for name in pair))
+  if unknown := [name for name in names if name not in accuracy]:
+    raise ValueError(f"unknown arm(s) {unknown}; accuracy has {sorted(accuracy)}")
+  acc = {name: np.asarray(accuracy[name], dtype=np.float64) for name in names}
+  shapes = {name: values.shape for name, values in acc.items()}
+  if len(set(shapes.values())) > 1 or any(len(s) != 1 or s[0] < 2 for s in shapes.values()):
+    raise ValueError(f"every arm needs the same number (>= 2) of seed accuracies, got {shapes}")
+  kind = "paired-t" if correct is None else test
+  for name in names if kind != "paired-t" else ():
+    shape = np.shape(correct.get(name))
+    if len(shape) != 2 or shape[0] != shapes[name][0]:
+      raise ValueError(f"correct[{name!r}] must be seeds x examples with {shapes[name][0]} rows, "
+                       f"got {'nothing' if name not in correct else shape}")
+  intervals, pvalues = [], []
+  for a, b in pairs:
+    diffs = acc[a] - acc[b]
+    intervals.append(paired_t_interval(diffs, confidence=confidence))
+    if kind == "mcnemar":
+      pvalues.append(mcnemar_exact(correct[a], correct[b]))
+    elif kind == "bootstrap":
+      pvalues.append(paired_bootstrap(correct[a], correct[b], n_boot=n_boot, seed=seed,
+                                      confidence=confidence)[1])
+    else:
+      pvalues.append(paired_t_pvalue(diffs))
+  return [Comparison(a, b, i, p, ph, verdict(i, ph, margin=margin, alpha=alpha), margin, kind)
+          for (a, b), i, p, ph in zip(pairs, intervals, pvalues, holm(pvalues))]
