@@ -12,7 +12,7 @@ used as printed, an exception to the suite's lr-grid rule):
 
 * data: every 3 (target 1) and 7 (target 0) of the MNIST train split to train (6131 + 6265 =
   12396 images) and of the test split to validate (1010 + 1028 = 2038), as the book's
-  ``MNIST_SAMPLE`` (`jaxloss.train.datasets.binary_digits`); pixels / 255;
+  ``MNIST_SAMPLE`` (`experiments.datasets.binary_digits`); pixels / 255;
 * linear 784 -> 1, the book's ``init_params`` (weights and bias N(0, 1)), plain SGD lr 1.0,
   batch 256, 20 epochs;
 * ``simple_net`` 784-30-1 ReLU, PyTorch's default ``nn.Linear`` init, plain SGD lr 0.1, batch
@@ -701,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
 
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-  from jaxloss.train import datasets  # pylint: disable=import-outside-toplevel
+  from experiments import datasets  # pylint: disable=import-outside-toplevel
   from experiments import runs  # pylint: disable=import-outside-toplevel
 
   env = common.print_device()

@@ -39,7 +39,7 @@ gradients or to select anything.
 
 Protocol (issue #4): every loss gets the same learning-rate grid (``--lrs``,
 default `experiments.runs.ADAM_LR_GRID`), selected on a 10k validation split
-held out from the 60k training images (`datasets.validation_split(size=10000,
+held out from the 60k training images (`jaxloss.train.validation_split(size=10000,
 seed=0)`) with ONE seed (the first of ``--seeds``) and ``--select-epochs``
 epochs, by the final validation accuracy; the final runs use all seeds,
 ``--epochs`` epochs and the full training set, and report test accuracy.
@@ -804,7 +804,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   seeds, lrs = settings["seeds"], settings["lrs"]
   import jaxloss  # pylint: disable=import-outside-toplevel
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-  from jaxloss.train import datasets  # pylint: disable=import-outside-toplevel
 
   from experiments import runs  # pylint: disable=import-outside-toplevel
 
@@ -848,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   n_train = int(data.train_images.shape[0])
   if not 0 < val_size < n_train:
     raise SystemExit(f"--val-size must be in 1..{n_train - 1}, got {val_size}")
-  val = datasets.validation_split(data, size=val_size, seed=0)
+  val = jt.validation_split(data, size=val_size, seed=0)
   final_data = eval_split(data, data.test_images, data.test_labels,
                           probe_indices(n_train, probe_size, args.probe_seed))
   select_data = eval_split(val, val.test_images, val.test_labels,

@@ -11,7 +11,7 @@ Protocol (the experiment suite's, issue #4):
   Adam with cosine decay to 0, batch 128;
 * variants: ``alpha`` in {0, 0.05, 0.1, 0.2} (``jaxloss.get("label_smoothing_cross_entropy",
   alpha=...)``; ``alpha = 0`` is plain softmax cross-entropy) x training-label
-  noise in {0%, 20%} (`jaxloss.train.datasets.symmetric_label_noise` on the 60k
+  noise in {0%, 20%} (`experiments.datasets.symmetric_label_noise` on the 60k
   training labels, one fixed seed, applied BEFORE the validation split, so the
   validation labels are as noisy as the training labels; the test labels are
   always clean). The actually flipped fractions are recorded;
@@ -267,8 +267,8 @@ def prepare_data(data, noise_rate: float, *, noise_seed: int, val_size: int,
     validation parts; and a dict with the flipped counts and fractions (all,
     training part, validation part).
   """
-  from jaxloss.train import Mnist  # pylint: disable=import-outside-toplevel
-  from jaxloss.train import datasets  # pylint: disable=import-outside-toplevel
+  from experiments import datasets  # pylint: disable=import-outside-toplevel
+  from jaxloss.train import Mnist, validation_split  # pylint: disable=import-outside-toplevel
 
   labels = np.asarray(data.train_labels)
   n = labels.shape[0]
@@ -278,9 +278,9 @@ def prepare_data(data, noise_rate: float, *, noise_seed: int, val_size: int,
   else:
     noisy, flipped = labels.astype(np.int32), np.zeros(n, bool)
   train_test = Mnist(data.train_images, noisy, data.test_images, data.test_labels)
-  train_val = datasets.validation_split(train_test, size=val_size, seed=val_seed)
+  train_val = validation_split(train_test, size=val_size, seed=val_seed)
   # The same permutation applied to the flip mask: where the flips ended up.
-  mask = datasets.validation_split(
+  mask = validation_split(
       Mnist(np.zeros((n, 1), np.uint8), flipped.astype(np.int32), np.zeros((0, 1), np.uint8),
             np.zeros(0, np.int32)), size=val_size, seed=val_seed)
   info = {

@@ -27,7 +27,7 @@ images with exactly two. ``train_accuracy`` in the rows is the per-label
 
 Protocol (fair hyperparameters). Every loss gets the same Adam learning-rate
 grid (``--lrs``, cosine decay). The rate is selected on a VALIDATION set built
-like the test set: `jaxloss.train.datasets.validation_split` holds out
+like the test set: `jaxloss.train.validation_split` holds out
 ``--val-size`` of the 60k MNIST training IMAGES, the selection runs train on
 pairs built from the remaining images and are scored on pairs built only from
 the held-out images. Splitting the pairs instead would put the same digit
@@ -239,10 +239,11 @@ def build_data(mnist, *, train_size: int, test_size: int, val_size: int, seed: i
   from the other images, `val_size` validation pairs from the held-out ones
   only, so no digit image of a selection-training pair is in a validation pair.
   """
-  from jaxloss.train import datasets  # pylint: disable=import-outside-toplevel
+  from experiments import datasets  # pylint: disable=import-outside-toplevel
+  from jaxloss.train import validation_split  # pylint: disable=import-outside-toplevel
 
   data = datasets.two_digit_mnist(mnist, train_size=train_size, test_size=test_size, seed=seed)
-  split = datasets.validation_split(mnist, size=val_size, seed=0)
+  split = validation_split(mnist, size=val_size, seed=0)
   val_data = datasets.two_digit_mnist(split, train_size=train_size, test_size=val_size,
                                       seed=seed)
   return data, val_data

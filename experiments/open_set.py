@@ -9,7 +9,7 @@ known ones?
 
 Protocol:
 
-* Data: `jaxloss.train.datasets.open_set_split` with seen digits 0-4 (``--seen``):
+* Data: `experiments.datasets.open_set_split` with seen digits 0-4 (``--seen``):
   the models train on the training images of those digits only. The test
   images of the seen digits are the "seen" set, the test images of the other
   digits (5-9) the "unseen", never-seen set.
@@ -22,7 +22,7 @@ Protocol:
      sigmoid (`jaxloss.max_sigmoid_score`); its natural "none" rule:
      every sigmoid below 0.5.
   3. ``ce_na``: cross-entropy with a 6th "NA" class, trained on synthetic
-     non-digit images (`jaxloss.train.datasets.with_na_class`, as many NA
+     non-digit images (`experiments.datasets.with_na_class`, as many NA
      images as one seen digit has on average, ``--na-images``); score =
      1 - p(NA) (`jaxloss.not_class_score`), alternative score = the
      largest digit probability; natural rule: argmax = NA. Its seen accuracy is
@@ -45,7 +45,7 @@ Protocol:
   use the probabilities themselves.
 * Fair learning rates (the suite's protocol): each method picks its peak rate
   from ``--lrs`` by the seen-digit accuracy (for the NA model: argmax over the
-  digit classes) on a validation split held out from the seen training images (`datasets.validation_split`, ``--val-size``), with
+  digit classes) on a validation split held out from the seen training images (`jaxloss.train.validation_split`, ``--val-size``), with
   ONE seed (the first of ``--seeds``) and ``--select-epochs`` epochs; the final
   runs use all seeds and ``--epochs``. The test images are never used to select.
 * ``--quick`` (a smoke run, numbers meaningless): 2048 train / 512 test images,
@@ -803,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
   import jaxloss  # pylint: disable=import-outside-toplevel
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-  from jaxloss.train import datasets  # pylint: disable=import-outside-toplevel
+  from experiments import datasets  # pylint: disable=import-outside-toplevel
   from experiments import runs  # pylint: disable=import-outside-toplevel
 
   env = common.print_device()
@@ -823,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if not 1 <= settings.val_size < n_train:
     raise SystemExit(f"error: --val-size {settings.val_size} must be in [1, {n_train - 1}] "
                      f"(the seen digits' training images)")
-  val = datasets.validation_split(known, size=settings.val_size, seed=0)
+  val = jt.validation_split(known, size=settings.val_size, seed=0)
   n_na_final = settings.na_images or na_count(known.train_labels, k)
   n_na_select = settings.na_images or na_count(val.train_labels, k)
   final_data = {

@@ -293,7 +293,7 @@ def tune_and_run(make_spec: Callable[[float, str], RunSpec], learning_rates: Seq
     learning_rates: the grid (one entry skips the selection).
     data: the real train/test split.
     val_data: the same training data split into train/validation, e.g.
-      `jaxloss.train.datasets.validation_split` (never the test set).
+      `jaxloss.train.validation_split` (never the test set).
     metric: the validation metric to maximize (mean over seeds, final epoch).
 
   Returns:

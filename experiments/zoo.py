@@ -858,14 +858,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
   import jaxloss  # pylint: disable=import-outside-toplevel
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-  from jaxloss.train import datasets  # pylint: disable=import-outside-toplevel
   from experiments import runs  # pylint: disable=import-outside-toplevel
 
   data = common.load_mnist_or_exit(args)
   n_train = int(data.train_labels.shape[0])
   if not 1 <= args.val_size <= n_train - 1:
     raise SystemExit(f"--val-size must be in [1, {n_train - 1}], got {args.val_size}")
-  val = jt.to_device(datasets.validation_split(data, size=args.val_size, seed=0))
+  val = jt.to_device(jt.validation_split(data, size=args.val_size, seed=0))
   data = jt.to_device(data)
   out = args.out
   os.makedirs(out, exist_ok=True)

@@ -284,6 +284,7 @@ def test_import_layering():
   code = ("import sys, jaxloss; assert 'jaxloss.train' not in sys.modules; "
           "import jaxloss.train; "
           "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]; "
+          "bad += [m for m in sys.modules if m.split('.')[0] == 'experiments']; "
           "assert not bad, bad")
   subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -23,4 +23,3 @@ from jaxloss.train.model import *  # noqa: F401,F403
 from jaxloss.train.optim import *  # noqa: F401,F403
 from jaxloss.train.sharding import *  # noqa: F401,F403
 from jaxloss.train.trainer import *  # noqa: F401,F403
-from jaxloss.train.datasets import *  # noqa: F401,F403

@@ -37,6 +37,7 @@ __all__ = [
     "default_mnist_dir",
     "load_mnist",
     "to_device",
+    "validation_split",
     "verify_files",
 ]
 
@@ -228,3 +229,45 @@ def to_device(mnist: Mnist, sharding=None) -> Mnist:
 
   arrays = (mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels)
   return Mnist(*jax.device_put(arrays, sharding))
+
+
+def validation_split(data: Mnist, *, size: int = 10000, seed: int = 0) -> Mnist:
+  """A held-out validation split carved from the training set.
+
+  The training split is permuted with ``default_rng(seed)``; the first `size`
+  examples of the permutation become the returned object's ``test_*`` fields
+  (the validation set), the remaining ones its ``train_*`` fields, both in
+  permuted order. ``data``'s own test split is never read or returned.
+
+  Args:
+    data: a `Mnist` (images ``[N, ...]``, labels ``[N, ...]``).
+    size: number of validation examples, in ``[1, N - 1]``.
+    seed: seed of the permutation.
+
+  Returns:
+    A `Mnist` with ``N - size`` training and ``size`` validation examples;
+    dtypes unchanged.
+
+  Raises:
+    ValueError: `size` not in ``[1, N - 1]``.
+
+  Example:
+    >>> data = Mnist(np.zeros((5, 28, 28), np.uint8), np.arange(5, dtype=np.int32),
+    ...              np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.int32))
+    >>> split = validation_split(data, size=2, seed=0)
+    >>> split.train_images.shape, split.test_images.shape
+    ((3, 28, 28), (2, 28, 28))
+    >>> sorted(np.concatenate([split.train_labels, split.test_labels]).tolist())
+    [0, 1, 2, 3, 4]
+  """
+  n = len(data.train_labels)
+  if len(data.train_images) != n:
+    raise ValueError(f"train_images ({len(data.train_images)}) and train_labels ({n}) "
+                     "differ in length")
+  if not 1 <= size <= n - 1:
+    raise ValueError(f"validation size must be in [1, {n - 1}] (N={n} training "
+                     f"examples), got {size}")
+  perm = np.random.default_rng(seed).permutation(n)
+  held, kept = perm[:size], perm[size:]
+  return Mnist(data.train_images[kept], data.train_labels[kept],
+               data.train_images[held], data.train_labels[held])

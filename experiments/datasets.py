@@ -1,11 +1,10 @@
-"""Host-side (NumPy) dataset constructions for the experiment suite.
+"""Host-side (NumPy) dataset constructions for the experiments (experiment-only data).
 
 Every function here works on NumPy arrays (usually a `Mnist`), keeps no global
 state and, where randomness is involved, is fully determined by an explicit
 integer ``seed`` (through ``np.random.default_rng``): the same seed gives
 identical arrays on every call.
 
-* `validation_split`: a held-out validation split carved from the TRAINING set.
 * `binary_digits`: two digits only, labels 1 / 0 (fastai book, chapter 4: 3s vs 7s).
 * `two_digit_images` / `two_digit_mnist`: two different digits side by side
   (``[28, 56]`` images) with multi-hot targets, for multi-label losses.
@@ -13,6 +12,9 @@ identical arrays on every call.
 * `non_digit_images` / `with_na_class`: synthetic non-digit images as an extra
   "not a digit" class.
 * `symmetric_label_noise`: flips an exact fraction of labels to other classes.
+
+The generic validation split lives in the training wing
+(`jaxloss.train.validation_split`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ __all__ = [
     "symmetric_label_noise",
     "two_digit_images",
     "two_digit_mnist",
-    "validation_split",
     "with_na_class",
 ]
 
@@ -48,48 +49,6 @@ def _integer_labels(labels, name: str = "labels") -> np.ndarray:
     raise ValueError(f"{name} must be a 1-D integer array, got dtype {labels.dtype} "
                      f"and shape {labels.shape}")
   return labels
-
-
-def validation_split(data: Mnist, *, size: int = 10000, seed: int = 0) -> Mnist:
-  """A held-out validation split carved from the training set.
-
-  The training split is permuted with ``default_rng(seed)``; the first `size`
-  examples of the permutation become the returned object's ``test_*`` fields
-  (the validation set), the remaining ones its ``train_*`` fields, both in
-  permuted order. ``data``'s own test split is never read or returned.
-
-  Args:
-    data: a `Mnist` (images ``[N, ...]``, labels ``[N, ...]``).
-    size: number of validation examples, in ``[1, N - 1]``.
-    seed: seed of the permutation.
-
-  Returns:
-    A `Mnist` with ``N - size`` training and ``size`` validation examples;
-    dtypes unchanged.
-
-  Raises:
-    ValueError: `size` not in ``[1, N - 1]``.
-
-  Example:
-    >>> data = Mnist(np.zeros((5, 28, 28), np.uint8), np.arange(5, dtype=np.int32),
-    ...              np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.int32))
-    >>> split = validation_split(data, size=2, seed=0)
-    >>> split.train_images.shape, split.test_images.shape
-    ((3, 28, 28), (2, 28, 28))
-    >>> sorted(np.concatenate([split.train_labels, split.test_labels]).tolist())
-    [0, 1, 2, 3, 4]
-  """
-  n = len(data.train_labels)
-  if len(data.train_images) != n:
-    raise ValueError(f"train_images ({len(data.train_images)}) and train_labels ({n}) "
-                     "differ in length")
-  if not 1 <= size <= n - 1:
-    raise ValueError(f"validation size must be in [1, {n - 1}] (N={n} training "
-                     f"examples), got {size}")
-  perm = np.random.default_rng(seed).permutation(n)
-  held, kept = perm[:size], perm[size:]
-  return Mnist(data.train_images[kept], data.train_labels[kept],
-               data.train_images[held], data.train_labels[held])
 
 
 def binary_digits(data: Mnist, positive: int = 3, negative: int = 7) -> Mnist:

@@ -1,4 +1,4 @@
-"""Tests for jaxloss.train.datasets: host-side dataset constructions.
+"""Tests for experiments/datasets.py (host-side dataset constructions) and `validation_split`.
 
 All tests but one use small synthetic `Mnist` objects; the one marked ``mnist``
 checks shapes on the real data.
@@ -7,8 +7,8 @@ checks shapes on the real data.
 import numpy as np
 import pytest
 
-from jaxloss.train import datasets
-from jaxloss.train.data import Mnist
+from experiments import datasets
+from jaxloss.train.data import Mnist, validation_split
 
 
 def fake_mnist(n_train=600, n_test=200, seed=0, num_classes=10):
@@ -40,7 +40,7 @@ def row_index(images, candidates):
 
 def test_validation_split_is_disjoint_and_covers_train_once():
   data = fake_mnist()
-  split = datasets.validation_split(data, size=150, seed=3)
+  split = validation_split(data, size=150, seed=3)
   assert split.test_images.shape == (150, 28, 28) and split.train_images.shape == (450, 28, 28)
   assert split.train_images.dtype == np.uint8 and split.train_labels.dtype == np.int32
   train_idx = row_index(split.train_images, data.train_images)
@@ -58,16 +58,16 @@ def test_validation_split_is_disjoint_and_covers_train_once():
 
 def test_validation_split_determinism():
   data = fake_mnist()
-  a = datasets.validation_split(data, size=100, seed=1)
-  assert_mnist_equal(a, datasets.validation_split(data, size=100, seed=1))
-  b = datasets.validation_split(data, size=100, seed=2)
+  a = validation_split(data, size=100, seed=1)
+  assert_mnist_equal(a, validation_split(data, size=100, seed=1))
+  b = validation_split(data, size=100, seed=2)
   assert not np.array_equal(a.test_images, b.test_images)
 
 
 @pytest.mark.parametrize("size", [0, 600, -1, 1000])
 def test_validation_split_bad_size(size):
   with pytest.raises(ValueError, match="validation size"):
-    datasets.validation_split(fake_mnist(), size=size)
+    validation_split(fake_mnist(), size=size)
 
 
 # ------------------------------------------------------------------ binary_digits
@@ -289,5 +289,5 @@ def test_constructions_on_real_mnist(mnist_dir):
   assert binary.test_images.shape == (1010 + 1028, 28, 28)
   assert binary.train_labels.sum() == 6131 and binary.test_labels.sum() == 1010
 
-  split = datasets.validation_split(data, size=10000, seed=0)
+  split = validation_split(data, size=10000, seed=0)
   assert split.train_images.shape == (50000, 28, 28) and split.test_images.shape == (10000, 28, 28)
