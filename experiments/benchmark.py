@@ -15,6 +15,12 @@ training set (60000 images, the ragged last batch dropped), in three ways:
   float32 once before timing, ``torch.set_num_threads(os.cpu_count())``
   (skipped, reported as null, when PyTorch is not importable or ``--no-torch``).
 
+A fourth measurement times hyperparameter grids: ``--grid R,S`` (default 5,5)
+trains R learning rates (half decades from 1e-4) x S seeds as ONE vmapped
+epoch program (the rate is data in each model's optimizer state, see
+`jaxloss.train.make_optimizer`), and reports the seconds per model per epoch
+for the grid next to the single fused model's (``--grid 0`` skips it).
+
 Each is timed over ``--repeats`` epochs after one warm-up epoch (which includes
 compilation); the median seconds per epoch is reported (JAX results are waited
 for with ``block_until_ready``), with samples/s and the ratio to ``fused``.
@@ -65,7 +71,7 @@ import optax
 
 from jaxloss import softmax_cross_entropy_with_integer_labels
 from jaxloss.train import (MLP, init_state, load_mnist, make_optimizer, make_train_epoch,
-                           make_train_step)
+                           make_train_step, seed_keys, with_learning_rate)
 
 __all__ = [
     "MethodTiming",
@@ -73,6 +79,7 @@ __all__ = [
     "TARGET_SPEEDUP_VS_LOOP",
     "TARGET_SPEEDUP_VS_TORCH",
     "bench_fused",
+    "bench_grid",
     "bench_loop",
     "bench_torch",
     "dense_weight_sizes",
@@ -143,6 +150,15 @@ def _int_list(text: str) -> tuple[int, ...]:
   return values
 
 
+def _grid(text: str) -> tuple[int, int] | None:
+  if text.strip() == "0":
+    return None
+  values = _int_list(text)
+  if len(values) != 2:
+    raise argparse.ArgumentTypeError(f"expected R,S (two positive integers) or 0, got {text!r}")
+  return values
+
+
 def _positive_int(text: str) -> int:
   value = int(text)
   if value < 1:
@@ -191,6 +207,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument(
       "--matmul-repeats", type=_positive_int, default=3,
       help="timed matmuls per size, after one warm-up call (default: 3)")
+  parser.add_argument(
+      "--grid", type=_grid, default=(5, 5), metavar="R,S",
+      help="also time R learning rates x S seeds trained as one vmapped program, per model "
+           "and epoch (default: 5,5; 0 skips it)")
   parser.add_argument("--seed", type=int, default=0,
                       help="seed of the initializations and the shuffling (default: 0)")
   return parser.parse_args(argv)
@@ -385,6 +405,37 @@ def bench_fused(images: np.ndarray, labels: np.ndarray, *, hidden: Sequence[int]
   return MethodTiming("fused", warmup, tuple(seconds), steps, batch_size, loss)
 
 
+def bench_grid(images: np.ndarray, labels: np.ndarray, *, hidden: Sequence[int],
+               batch_size: int, repeats: int, grid: tuple[int, int],
+               seed: int = 0) -> MethodTiming:
+  """R rates x S seeds of the fused trainer as one program: the epoch ``jax.vmap``-ed.
+
+  Rates ``1e-4 * 10**(i/2)`` (the protocol's half-decade grid), seeds
+  ``seed .. seed+S-1``, each model keyed as `jaxloss.train.iterate_training`
+  keys it. The timing is of all ``R * S`` models together; ``final_loss`` is
+  their mean last loss.
+  """
+  n_rates, n_seeds = grid
+  model, tx, step = _jax_model_and_step(hidden)
+  x, y = jax.device_put((images, labels.astype(np.int32)))
+  rates = np.repeat(1e-4 * 10.0 ** (np.arange(n_rates) / 2), n_seeds)
+  init_keys, data_keys = seed_keys([seed + s for _ in range(n_rates) for s in range(n_seeds)])
+  states = jax.vmap(lambda key: init_state(model, tx, key, x[:1]))(init_keys)
+  states = states.replace(opt_state=with_learning_rate(states.opt_state, rates))
+  train_epoch = jax.jit(jax.vmap(make_train_epoch(step, batch_size), in_axes=(0, 0, None, None)))
+  fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+
+  def run_epoch(epoch: int) -> float:
+    nonlocal states
+    states, metrics = train_epoch(states, fold(data_keys, epoch), x, y)
+    jax.block_until_ready((states, metrics))
+    return jnp.mean(metrics["train_loss"])
+
+  warmup, seconds, loss = time_epochs(run_epoch, repeats)
+  steps = images.shape[0] // batch_size
+  return MethodTiming(f"grid{n_rates}x{n_seeds}", warmup, tuple(seconds), steps, batch_size, loss)
+
+
 def bench_loop(images: np.ndarray, labels: np.ndarray, *, hidden: Sequence[int],
                batch_size: int, repeats: int, seed: int = 0) -> MethodTiming:
   """The tutorial pattern: a jitted step called per batch, batches sliced on the host.
@@ -577,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   fused = bench_fused(images, labels, **common)
   loop = bench_loop(images, labels, **common)
   torch = None if args.no_torch else bench_torch(images, labels, **common)
+  grid = None if args.grid is None else bench_grid(images, labels, grid=args.grid, **common)
   sizes = dense_weight_sizes(input_dim, args.hidden)
   floor = gemm_floor_seconds(input_dim, args.hidden, steps=steps, batch_size=args.batch_size,
                              repeats=max(args.repeats, 1))
@@ -588,6 +640,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
       extra={"device": device, "versions": libs, "batch_size": args.batch_size,
              "hidden": list(args.hidden), "train_examples": int(images.shape[0]),
              "repeats": args.repeats})
+  if grid is not None:
+    models = args.grid[0] * args.grid[1]
+    per_model = grid.seconds / models
+    lines.append(
+        f"grid {args.grid[0]}x{args.grid[1]} (rates x seeds, {models} models, one program): "
+        f"{grid.seconds:.3f} s/epoch = {per_model:.4f} s per model per epoch, vs "
+        f"{fused.seconds:.4f} for 1 model ({fused.seconds / per_model:.2f}x the throughput; "
+        f"warm-up {grid.warmup_seconds:.2f} s)")
+    record.update(grid=list(args.grid), grid_s_per_epoch=grid.seconds,
+                  grid_s_per_model_epoch=per_model, single_s_per_model_epoch=fused.seconds,
+                  grid_epoch_seconds=list(grid.epoch_seconds))
   print("\n".join(lines))
   print(json.dumps(record), flush=True)
   return record

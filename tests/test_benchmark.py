@@ -24,6 +24,11 @@ def test_hidden_flag_is_parsed():
   assert args.hidden == (64, 32) and args.no_torch and args.repeats == 3
   with pytest.raises(SystemExit):
     benchmark.parse_args(["--hidden", "64,x"])
+  assert args.grid == (5, 5)
+  assert benchmark.parse_args(["--grid", "0"]).grid is None
+  assert benchmark.parse_args(["--grid", "4,3"]).grid == (4, 3)
+  with pytest.raises(SystemExit):
+    benchmark.parse_args(["--grid", "5"])
 
 
 @pytest.mark.mnist
@@ -31,7 +36,7 @@ def test_hidden_flag_is_parsed():
 def test_last_line_is_json_with_positive_timings(mnist_dir, capsys):
   record = benchmark.main([
       "--mnist-dir", mnist_dir, "--train-subset", "2048", "--repeats", "1", "--no-torch",
-      "--hidden", "64,64", "--matmul-sizes", "256,512"])
+      "--hidden", "64,64", "--matmul-sizes", "256,512", "--grid", "2,3"])
   lines = capsys.readouterr().out.strip().splitlines()
   assert lines[0].startswith("device: ")
   last = json.loads(lines[-1])
@@ -42,4 +47,8 @@ def test_last_line_is_json_with_positive_timings(mnist_dir, capsys):
     if key != "torch_s_per_epoch":
       assert isinstance(last[key], float) and math.isfinite(last[key]) and last[key] > 0, key
   assert last["steps_per_epoch"] == 2048 // 128
+  # The 2 x 3 grid (rates x seeds) is timed as one program, per model and epoch.
+  assert last["grid"] == [2, 3]
+  assert last["grid_s_per_model_epoch"] == pytest.approx(last["grid_s_per_epoch"] / 6)
+  assert last["grid_s_per_model_epoch"] > 0 and last["single_s_per_model_epoch"] > 0
   assert any(line.startswith(("PASS", "FAIL")) for line in lines)

@@ -180,6 +180,43 @@ def test_vmap_over_seeds_equals_separate_runs():
   assert len(set(np.round(losses, 6).tolist())) == len(seeds)
 
 
+def test_learning_rate_grid_is_one_program_equal_to_separate_runs():
+  """Issue 11: a 4-rate x 3-seed grid is one program (traced once) and equals the 12 runs."""
+  rates = (3e-3, 1e-2, 3e-2, 1e-1)
+  config = dataclasses.replace(CONFIG, epochs=2, schedule="cosine")
+  counted = chex.assert_max_traces(ce_loss, n=1)
+  grid = run(config, seeds=SEEDS, loss_fn=counted, learning_rates=rates)
+  chex.clear_trace_counter()
+  last = grid.history[-1]
+  assert last.seeds == SEEDS * len(rates)
+  assert last.learning_rates == tuple(r for r in rates for _ in SEEDS)
+  assert last.as_dict()["learning_rates"] == list(last.learning_rates)
+  np.testing.assert_allclose(jt.learning_rate_of(grid.state.opt_state),
+                             np.repeat(rates, len(SEEDS)), rtol=1e-7)
+  for i, (rate, seed) in enumerate(zip(last.learning_rates, last.seeds)):
+    alone = run(dataclasses.replace(config, learning_rate=rate), seeds=(seed,))
+    for rec_grid, rec_one in zip(grid.history, alone.history):
+      for name, values in rec_grid.metrics.items():
+        np.testing.assert_allclose(values[i], rec_one[name][0], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{name} lr {rate} seed {seed} epoch {rec_grid.epoch}")
+    chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: a[i], grid.state.params),
+                                jax.tree.map(lambda a: a[0], alone.state.params),
+                                rtol=1e-5, atol=1e-6)
+  # Every model differs (seed and rate), and none diverged.
+  assert len(set(np.round(grid.history[0]["train_loss"], 6).tolist())) == len(rates) * len(SEEDS)
+  assert grid.diverged == {}
+
+
+def test_learning_rate_grid_validation_and_divergence_keys():
+  with pytest.raises(ValueError, match="finite rates > 0"):
+    run(learning_rates=(1e-2, float("nan")))
+  with pytest.raises(ValueError, match="finite rates > 0"):
+    run(learning_rates=())
+  blown = run(dataclasses.replace(CONFIG, epochs=1, optimizer="sgd"), seeds=(0,),
+              learning_rates=(1e-2, 1e38))
+  assert blown.diverged == {(1e38, 0): 1}
+
+
 def test_same_seed_twice_is_identical():
   a, b = three_seeds(), run(seeds=SEEDS)
   for ra, rb in zip(a.history, b.history):

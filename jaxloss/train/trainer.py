@@ -53,7 +53,7 @@ from jaxloss import softmax_cross_entropy_with_integer_labels
 from jaxloss import expected_calibration_error
 from jaxloss.train import sharding as sharding_lib
 from jaxloss.train.model import MLP
-from jaxloss.train.optim import make_optimizer
+from jaxloss.train.optim import make_optimizer, with_learning_rate
 
 __all__ = [
     "EVAL_METRICS",
@@ -320,7 +320,9 @@ class EpochResult:
 
   Attributes:
     epoch: 1-based epoch number.
-    seeds: the seeds, in the order of every per-seed array.
+    seeds: the seed of each model, in the order of every per-model array.
+      With a learning-rate grid the models are rate-major: ``R * S`` entries,
+      the seeds of the first rate, then those of the next, ...
     metrics: name -> NumPy ``[S]`` array: ``train_loss``, ``train_accuracy``
       (means over the epoch's steps), ``test_accuracy``, ``test_nll``,
       ``test_ece``, ``test_confidence`` (after the epoch).
@@ -330,6 +332,8 @@ class EpochResult:
     state: the `TrainState` after this epoch, per-seed leading axis, on the device.
     params_finite: NumPy bool ``[S]``: every parameter of the seed is finite after
       this epoch (None when unknown, e.g. a record built by hand).
+    learning_rates: the (peak) learning rate of each model, parallel to `seeds`,
+      for a run given ``learning_rates`` (None: every model has the config's).
   """
 
   epoch: int
@@ -339,6 +343,7 @@ class EpochResult:
   compile_seconds: float
   state: TrainState | None = dataclasses.field(repr=False, default=None)
   params_finite: np.ndarray | None = None
+  learning_rates: tuple[float, ...] | None = None
 
   def __getitem__(self, name: str) -> np.ndarray:
     return self.metrics[name]
@@ -356,6 +361,8 @@ class EpochResult:
     """A JSON-ready dict (lists per seed), e.g. for one line of metrics.jsonl."""
     out: dict[str, Any] = {"epoch": self.epoch, "seeds": list(self.seeds),
                            "seconds": self.seconds, "compile_seconds": self.compile_seconds}
+    if self.learning_rates is not None:
+      out["learning_rates"] = list(self.learning_rates)
     out.update({k: [float(v) for v in np.asarray(vals)] for k, vals in self.metrics.items()})
     return out
 
@@ -368,13 +375,16 @@ class TrainResult:
   state: TrainState
 
   @property
-  def diverged(self) -> dict[int, int]:
-    """Seed -> the first epoch whose record flags it as diverged (`EpochResult.diverged`)."""
-    out: dict[int, int] = {}
+  def diverged(self) -> dict[Any, int]:
+    """Seed (``(learning_rate, seed)`` for a learning-rate grid) -> the first epoch whose
+    record flags that model as diverged (`EpochResult.diverged`)."""
+    out: dict[Any, int] = {}
     for record in self.history:
-      for seed, flag in zip(record.seeds, record.diverged):
-        if flag and seed not in out:
-          out[seed] = record.epoch
+      models = (record.seeds if record.learning_rates is None
+                else tuple(zip(record.learning_rates, record.seeds)))
+      for model, flag in zip(models, record.diverged):
+        if flag and model not in out:
+          out[model] = record.epoch
     return out
 
 
@@ -385,7 +395,8 @@ def _resolve_mesh(mesh):
 def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
                      predict_fn: PredictFn | None = None, seeds: Sequence[int] = (0, 1, 2),
                      mesh="auto", eval_fn: EvalFn | None = None,
-                     resume=None) -> Iterator[EpochResult]:
+                     resume=None,
+                     learning_rates: Sequence[float] | None = None) -> Iterator[EpochResult]:
   """Trains ``len(seeds)`` MLPs in parallel, yielding an `EpochResult` per epoch.
 
   Args:
@@ -412,6 +423,13 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       with the same config, seeds and data. Shuffling is keyed by (seed, epoch)
       and the schedule by the step in the state, so the epochs that follow are
       those of an uninterrupted run.
+    learning_rates: optional grid of R (peak) learning rates: trains ``R * S``
+      models, every seed at every rate (the same initialization and data order
+      for a seed at all rates: paired), in the same single compiled program.
+      The rate is data in each model's optimizer state (see
+      `jaxloss.train.make_optimizer`), so a grid compiles once, like one run.
+      Per-model arrays are rate-major: reshape them to ``[R, S]``. None trains
+      every seed at ``config.learning_rate``.
 
   Yields:
     One `EpochResult` per epoch. Generating it is the only host round-trip of
@@ -423,6 +441,14 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   seeds = tuple(int(s) for s in seeds)
   if not seeds:
     raise ValueError("seeds must not be empty.")
+  rates = None
+  if learning_rates is not None:
+    rates = tuple(float(r) for r in learning_rates)
+    if not rates or not all(np.isfinite(r) and r > 0 for r in rates):
+      raise ValueError(f"learning_rates must be a non-empty sequence of finite rates > 0, "
+                       f"got {learning_rates!r}.")
+    rates, seeds = (tuple(r for r in rates for _ in seeds),  # rate-major: [R, S] flattened
+                    tuple(s for _ in rates for s in seeds))
   n_devices = sharding_lib.mesh_size(mesh)
   if config.batch_size % n_devices:
     raise ValueError(
@@ -459,8 +485,10 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   # Initialised eagerly (op by op), not jitted: a jitted init is a fresh XLA
   # compile for every run (seconds on CPU), while eager ops hit JAX's per-op
   # cache after the first run of a process.
-  states = jax.device_put(
-      jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x))(init_keys), repl)
+  states = jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x))(init_keys)
+  if rates is not None:
+    states = states.replace(opt_state=with_learning_rate(states.opt_state, np.asarray(rates)))
+  states = jax.device_put(states, repl)
   completed = 0
   if callable(resume):
     resume = resume(states)
@@ -500,12 +528,14 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
     metrics = {k: np.asarray(v) for k, v in metrics.items()}
     yield EpochResult(epoch=epoch, seeds=seeds, metrics=metrics, seconds=seconds,
                       compile_seconds=compile_seconds if epoch == completed + 1 else 0.0,
-                      state=states, params_finite=np.asarray(finite, bool))
+                      state=states, params_finite=np.asarray(finite, bool),
+                      learning_rates=rates)
 
 
 def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn | None = None,
           seeds: Sequence[int] = (0, 1, 2), on_epoch: Callable[[EpochResult], Any] | None = None,
-          mesh="auto", eval_fn: EvalFn | None = None) -> TrainResult:
+          mesh="auto", eval_fn: EvalFn | None = None,
+          learning_rates: Sequence[float] | None = None) -> TrainResult:
   """Runs `iterate_training` to the end; calls ``on_epoch(record)`` after each epoch.
 
   Returns:
@@ -514,7 +544,8 @@ def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn |
   """
   history: list[EpochResult] = []
   for record in iterate_training(config, data, loss_fn=loss_fn, predict_fn=predict_fn,
-                                 seeds=seeds, mesh=mesh, eval_fn=eval_fn):
+                                 seeds=seeds, mesh=mesh, eval_fn=eval_fn,
+                                 learning_rates=learning_rates):
     if history:  # Keep only the latest state alive (device memory).
       history[-1] = dataclasses.replace(history[-1], state=None)
     history.append(record)
