@@ -35,8 +35,8 @@ def test_hidden_flag_is_parsed():
 @pytest.mark.usefixtures("mnist_loaded_once")
 def test_last_line_is_json_with_positive_timings(mnist_dir, capsys):
   record = benchmark.main([
-      "--mnist-dir", mnist_dir, "--train-subset", "2048", "--repeats", "1", "--no-torch",
-      "--hidden", "64,64", "--matmul-sizes", "256,512", "--grid", "2,3"])
+      "--mnist-dir", mnist_dir, "--train-subset", "1024", "--repeats", "1", "--no-torch",
+      "--hidden", "32,32", "--matmul-sizes", "128,256", "--grid", "2,3"])
   lines = capsys.readouterr().out.strip().splitlines()
   assert lines[0].startswith("device: ")
   last = json.loads(lines[-1])
@@ -46,7 +46,7 @@ def test_last_line_is_json_with_positive_timings(mnist_dir, capsys):
   for key in KEYS:
     if key != "torch_s_per_epoch":
       assert isinstance(last[key], float) and math.isfinite(last[key]) and last[key] > 0, key
-  assert last["steps_per_epoch"] == 2048 // 128
+  assert last["steps_per_epoch"] == 1024 // 128
   # The 2 x 3 grid (rates x seeds) is timed as one program, per model and epoch.
   assert last["grid"] == [2, 3]
   assert last["grid_s_per_model_epoch"] == pytest.approx(last["grid_s_per_epoch"] / 6)
