@@ -152,6 +152,22 @@ def _value(x) -> Any:
   return float(x) if x.ndim == 0 else x.astype(np.float64).tolist()
 
 
+def _differences(stored: Any, wanted: Any, path: str = "", limit: int = 3) -> str:
+  """The settings that differ, e.g. ``"config.learning_rate is 0.003 there, 0.001 here"``."""
+  found: list[str] = []
+
+  def walk(a, b, where):
+    if isinstance(a, dict) and isinstance(b, dict):
+      for key in sorted(set(a) | set(b), key=str):
+        walk(a.get(key, "<missing>"), b.get(key, "<missing>"), f"{where}.{key}" if where else key)
+    elif a != b:
+      found.append(f"{where or 'the run'} is {json.dumps(a)} there, {json.dumps(b)} here")
+
+  walk(stored, wanted, path)
+  more = f" (and {len(found) - limit} more)" if len(found) > limit else ""
+  return "; ".join(found[:limit]) + more
+
+
 def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None,
         mesh="auto") -> RunResult:
   """Trains `spec` on `data`, or reads it back if finished, or continues it.
@@ -182,8 +198,8 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None,
       stored = json.load(f)
     if stored != identity:
       raise RunMismatchError(
-          f"{folder} holds a different run (its run.json differs from this one's settings). "
-          "Use another --out, or delete that folder to start it again.")
+          f"{folder} holds a different run: {_differences(stored, identity)}. Nothing was "
+          "changed there. Use another --out, or delete that folder to train this run again.")
   else:
     common.write_json(run_json, identity)
 

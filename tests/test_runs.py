@@ -109,8 +109,13 @@ def test_finished_run_is_read_back_not_retrained(tmp_path):
 
 def test_different_settings_under_the_same_id_are_refused(tmp_path):
   runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None)
-  with pytest.raises(runs.RunMismatchError, match="different run"):
+  run_json = tmp_path / "runs" / "ce_lr0.01" / "run.json"
+  before = run_json.read_text()
+  with pytest.raises(runs.RunMismatchError, match="different run") as err:
     runs.run(make_spec(lr=0.5, run_id="ce_lr0.01", epochs=1), DATA, str(tmp_path), mesh=None)
+  # The message names the setting that differs, with both values; nothing is overwritten.
+  assert "config.learning_rate is 0.01 there, 0.5 here" in str(err.value)
+  assert run_json.read_text() == before
 
 
 def test_absurd_learning_rate_diverges_and_others_go_on(tmp_path):
