@@ -35,9 +35,9 @@ import tempfile
 # * --xla_cpu_use_fusion_emitters=false: the CPU backend's older, cheaper
 #   code generator for fusions. An unknown XLA flag aborts the process, so it
 #   is used only where a child process accepts it (a future jaxlib may drop it).
-# Neither changes what is computed, only how much XLA optimizes it; no test
-# depends on XLA's optimizations (results compare with tolerances, or to the
-# same program run twice).
+# Both change how XLA compiles, not the math: results may move by float
+# rounding, and no test depends on one compiler's rounding (values compare
+# with tolerances, or to the same program run twice).
 _FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
 
 
