@@ -53,6 +53,23 @@ def test_prepared_dataset_is_used_without_the_files(prepared, tmp_path, offline)
 
 
 @pytest.mark.mnist
+def test_corrupt_prepared_dataset_names_its_folder(prepared, tmp_path, offline):
+  """Issue 11: a damaged prepared folder is one clear error that says how to rebuild it."""
+  import shutil
+
+  data_dir, _ = prepared
+  copy = tmp_path / "tfds"
+  shutil.copytree(data_dir, copy)
+  records = sorted(copy.rglob("*train.tfrecord*"))
+  assert records, list(copy.rglob("*"))
+  with open(records[0], "r+b") as f:  # truncate the first training record file
+    f.truncate(f.seek(0, 2) // 2)
+  with pytest.raises(data_lib.MnistCorruptError, match="Delete that folder") as err:
+    data_lib.load_mnist(mnist_dir=tmp_path / "nowhere", data_dir=copy)
+  assert str(copy) in str(err.value)
+
+
+@pytest.mark.mnist
 def test_subset_and_to_device(prepared):
   import jax
 

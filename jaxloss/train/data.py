@@ -180,7 +180,9 @@ def load_mnist(*, mnist_dir: str | os.PathLike | None = None,
   Raises:
     MnistNotFoundError: not prepared, no folder with the four files, and the
       download host is unreachable (raised within seconds).
-    MnistCorruptError: a file fails TFDS' checksum check (the message names it).
+    MnistCorruptError: a file fails TFDS' checksum check (the message names it),
+      or the prepared dataset cannot be read (the message names its folder and
+      says how to rebuild it).
   """
   mnist_dir = default_mnist_dir() if mnist_dir is None else os.fspath(mnist_dir)
   data_dir = default_data_dir() if data_dir is None else os.fspath(data_dir)
@@ -212,8 +214,19 @@ def load_mnist(*, mnist_dir: str | os.PathLike | None = None,
     images = np.asarray(arrays["image"], dtype=np.uint8)
     return images.reshape(images.shape[0], 28, 28), np.asarray(arrays["label"], np.int32)
 
-  train_images, train_labels = split("train")
-  test_images, test_labels = split("test")
+  try:
+    train_images, train_labels = split("train")
+    test_images, test_labels = split("test")
+  except Exception as err:  # pylint: disable=broad-except
+    # A prepared folder damaged after the fact (a truncated or edited record file,
+    # a half-copied folder): TensorFlow's own error names neither the folder nor
+    # the fix. (MNIST is small: both splits are read whole, so this is one place.)
+    folder = builder.data_dir
+    raise MnistCorruptError(
+        f"the prepared MNIST dataset in {folder} cannot be read "
+        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+        f"Delete that folder and run again: it is prepared again from the four .gz files "
+        f"(or downloaded).") from err
   return Mnist(train_images, train_labels, test_images, test_labels)
 
 
