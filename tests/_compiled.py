@@ -34,18 +34,15 @@ def _is_array(x: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _program(fn: Callable[..., Any], array_positions: tuple[int, ...],
-             array_names: tuple[str, ...], static_args: tuple[tuple[int, Any], ...],
-             static_kwargs: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
-  n_args = len(array_positions) + len(static_args)
+def _program(fn: Callable[..., Any], array_keys: tuple[int | str, ...],
+             static_items: tuple[tuple[int | str, Any], ...]) -> Callable[..., Any]:
+  """``jax.jit`` of `fn` with the static arguments bound; keys: positions (int) or names (str)."""
 
-  def call(arrays, array_kwargs):
-    args = [None] * n_args
-    for i, a in zip(array_positions, arrays):
-      args[i] = a
-    for i, v in static_args:
-      args[i] = v
-    return fn(*args, **dict(zip(array_names, array_kwargs)), **dict(static_kwargs))
+  def call(arrays):
+    items = dict(static_items) | dict(zip(array_keys, arrays))
+    positional = sorted(k for k in items if isinstance(k, int))
+    return fn(*(items[k] for k in positional),
+              **{k: v for k, v in items.items() if isinstance(k, str)})
 
   return jax.jit(call)
 
@@ -55,31 +52,20 @@ def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
-    array_positions, arrays, static_args = [], [], []
-    for i, a in enumerate(args):
-      if _is_array(a):
-        array_positions.append(i)
-        arrays.append(a)
-      elif isinstance(a, Hashable):
-        static_args.append((i, a))
-      else:
-        return fn(*args, **kwargs)
-    array_names, array_kwargs, static_kwargs = [], [], []
-    for k in sorted(kwargs):
-      v = kwargs[k]
-      if _is_array(v):
-        array_names.append(k)
-        array_kwargs.append(v)
-      elif isinstance(v, Hashable):
-        static_kwargs.append((k, v))
+    array_keys, arrays, static_items = [], [], []
+    for key, value in [*enumerate(args), *sorted(kwargs.items())]:
+      if _is_array(value):
+        array_keys.append(key)
+        arrays.append(value)
+      elif isinstance(value, Hashable):
+        static_items.append((key, value))
       else:
         return fn(*args, **kwargs)
     try:
-      program = _program(fn, tuple(array_positions), tuple(array_names), tuple(static_args),
-                         tuple(static_kwargs))
+      program = _program(fn, tuple(array_keys), tuple(static_items))
     except TypeError:  # a hashable-looking value that does not hash (e.g. a tuple of arrays)
       return fn(*args, **kwargs)
-    return program(arrays, array_kwargs)
+    return program(arrays)
 
   wrapper.__wrapped__ = fn
   wrapper.jaxloss_test_original = fn
