@@ -134,28 +134,62 @@ def mnist_dir():
   return path
 
 
+# One TFDS data dir for the whole test session, shared by the xdist workers like
+# the compilation cache above: MNIST is prepared from the four .gz files once per
+# session (about 30 s, under a file lock, by whichever worker needs it first),
+# never into the user's own data dir, and always from scratch, so the
+# preparation itself is tested on every run.
+if "JAXLOSS_TEST_TFDS_DIR" not in os.environ:
+  os.environ["JAXLOSS_TEST_TFDS_DIR"] = tempfile.mkdtemp(prefix="jaxloss-tests-tfds-")
+  atexit.register(shutil.rmtree, os.environ["JAXLOSS_TEST_TFDS_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prepared_mnist(mnist_dir):
+  """``(data_dir, Mnist)``: MNIST prepared once per test session (see above)."""
+  import fcntl  # pylint: disable=import-outside-toplevel
+
+  from jaxloss.train import data as data_lib  # pylint: disable=import-outside-toplevel
+
+  data_dir = os.path.join(os.environ["JAXLOSS_TEST_TFDS_DIR"], "tfds")
+  with open(os.path.join(os.environ["JAXLOSS_TEST_TFDS_DIR"], "lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits while one prepares
+    try:
+      mnist = data_lib.load_mnist(mnist_dir=mnist_dir, data_dir=data_dir)
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+  for array in (mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels):
+    array.flags.writeable = False
+  return data_dir, mnist
+
+
 @pytest.fixture(scope="session")
 def _mnist_memo():
   return {}
 
 
 @pytest.fixture
-def mnist_loaded_once(mnist_dir, monkeypatch, _mnist_memo):
+def mnist_loaded_once(mnist_dir, prepared_mnist, monkeypatch, _mnist_memo):
   """Makes `jaxloss.train.load_mnist` read MNIST once per test session (and worker).
 
   The end-to-end tests call a script's ``main`` several times; each call would
   read both splits through TFDS again (about 2 s, plus TensorFlow's import the
-  first time). The cached arrays are made read-only, so a script that writes
+  first time). A call without ``data_dir`` gets the session's prepared copy
+  (`prepared_mnist`). The cached arrays are read-only, so a script that writes
   into its input fails loudly instead of corrupting the tests after it. The
   real loader keeps its own tests (`test_train_data.py`).
   """
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
 
   real_load = jt.load_mnist
+  _, session_mnist = prepared_mnist
+  _mnist_memo.setdefault((None, None), session_mnist)
 
   def load_once(*, mnist_dir=None, data_dir=None):
     key = (None if mnist_dir is None else os.fspath(mnist_dir),
            None if data_dir is None else os.fspath(data_dir))
+    if key[1] is None:
+      key = (None, None)
     if key not in _mnist_memo:
       data = real_load(mnist_dir=mnist_dir, data_dir=data_dir)
       for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):

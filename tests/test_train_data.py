@@ -17,10 +17,9 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 @pytest.fixture(scope="session")
-def prepared(mnist_dir, tmp_path_factory):
-  """(data_dir, Mnist): MNIST prepared ONCE per session from the manual files (~20 s)."""
-  data_dir = tmp_path_factory.mktemp("tfds")
-  return data_dir, data_lib.load_mnist(mnist_dir=mnist_dir, data_dir=data_dir)
+def prepared(prepared_mnist):
+  """(data_dir, Mnist): MNIST prepared from the manual files once per session (conftest)."""
+  return prepared_mnist
 
 
 @pytest.fixture
