@@ -5,9 +5,7 @@
 
 Every experiment writes into ``OUT/NAME/`` (default ``OUT=runs/all``) and is
 resumable: rerunning the same command skips finished runs and continues
-unfinished ones from their last completed epoch (see `experiments.runs`). The
-headline experiment (`experiments.compare`) is not checkpointed; it is skipped
-when its output is complete.
+unfinished ones from their last completed epoch (see `experiments.runs`).
 
 The report (``experiments/REPORT.md`` for a default run, ``OUT/REPORT.md`` for
 ``--quick`` or ``--report PATH``) has a summary of every verdict, then each
@@ -18,9 +16,8 @@ the report (``report/NAME/*.png``), and the commands and wall times.
 from __future__ import annotations
 
 import argparse
-import csv
+import glob
 import importlib
-import json
 import os
 import re
 import shutil
@@ -94,58 +91,6 @@ def relink_figures(markdown: str, name: str, figures: Sequence[str], report_dir:
   return markdown
 
 
-def compare_section(out: str) -> tuple[str, list[str], str]:
-  """The headline experiment's section, built from its output folder."""
-  with open(os.path.join(out, "summary.md")) as f:
-    table = f.read()
-  with open(os.path.join(out, "summary.csv")) as f:
-    rows = list(csv.DictReader(f))
-  by_loss = {r["loss"]: r for r in rows}
-  parts = []
-  for name, r in by_loss.items():
-    parts.append(f"{name} ends at {float(r['final_acc_mean']):.2f} ± "
-                 f"{float(r['final_acc_std']):.2f}% test accuracy")
-  verdict = "; ".join(parts) + "."
-  ce, sd = by_loss.get("softmax_cross_entropy"), by_loss.get("sigmoid_difference")
-  if ce and sd:
-    gap = float(ce["final_acc_mean"]) - float(sd["final_acc_mean"])
-    spread = 2 * max(float(ce["final_acc_std"]), float(sd["final_acc_std"]))
-    if abs(gap) <= spread:
-      verdict += " No clear difference between the two at this budget."
-    else:
-      better = "Cross-entropy" if gap > 0 else "Sigmoid-difference"
-      verdict += (f" {better} is better by {abs(gap):.2f} points. Median logit-gradient norm on "
-                  f"misclassified test digits: {float(ce['wrong_grad_norm_median']):.3g} (CE) vs "
-                  f"{float(sd['wrong_grad_norm_median']):.3g} (sigmoid-difference).")
-  md = ("## Does cross-entropy train full MNIST better than the fastai book's sigmoid-difference "
-        "loss?\n\n`python -m experiments.compare` (defaults), the project's headline experiment; "
-        "the README discusses the mechanism.\n\n" + table + "\n![test error vs epoch and wall "
-        "time](curves.png)\n\n**Verdict.** " + verdict + "\n")
-  return md, [os.path.join(out, "curves.png")], verdict
-
-
-def _compare_done(out: str) -> bool:
-  path = os.path.join(out, "config.json")
-  if not (os.path.exists(path) and os.path.exists(os.path.join(out, "summary.csv"))):
-    return False
-  with open(path) as f:
-    return "total_seconds" in json.load(f)
-
-
-def run_compare(args, out: str) -> float:
-  """Runs experiments.compare unless its output is complete; returns its wall seconds."""
-  if _compare_done(out):
-    with open(os.path.join(out, "config.json")) as f:
-      return float(json.load(f)["total_seconds"])
-  from experiments import compare  # pylint: disable=import-outside-toplevel
-
-  argv = _common_argv(args, out)
-  if args.quick:
-    argv += ["--epochs", "2", "--seeds", "2", "--hidden", "32", "--train-subset", "2048",
-             "--test-subset", "512"]
-  return float(compare.main(argv)["config"]["total_seconds"])
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = build_parser().parse_args(argv)
   names = ("compare",) + SUITE
@@ -165,18 +110,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = os.path.join(args.out, name)
     print(f"\n=== {name} -> {out}", flush=True)
     t0 = time.perf_counter()
-    if name == "compare":
-      seconds = run_compare(args, out)
-      md, figures, verdict = compare_section(out)
-      command = "python -m experiments.compare"
-    else:
-      module = importlib.import_module(f"experiments.{name}")
-      argv_ = _common_argv(args, out) + (["--quick"] if args.quick else [])
-      result = module.main(argv_)
+    module = importlib.import_module(f"experiments.{name}")
+    result = module.main(_common_argv(args, out) + (["--quick"] if args.quick else []))
+    command = f"python -m experiments.{name}"
+    if "summary_md" in result:  # a script not yet on experiments.harness
       md, figures = result["summary_md"], result["figures"]
       verdict = verdict_of(md)
-      seconds = float(result.get("wall_seconds", time.perf_counter() - t0))
-      command = f"python -m experiments.{name}"
+    else:
+      with open(os.path.join(out, "summary.md")) as f:
+        md = f.read()
+      figures, verdict = sorted(glob.glob(os.path.join(out, "*.png"))), result["verdict"]
+      md += "".join(f"\n![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in figures)
+    seconds = float(result.get("wall_seconds", time.perf_counter() - t0))
     md = relink_figures(md, name, figures, report_dir)
     sections.append(md)
     summary_rows.append({"name": name, "title": title_of(md, name), "verdict": verdict,

@@ -1,25 +1,18 @@
-"""Plumbing shared by the experiment scripts: environment record, output files, statistics.
+"""The command-line flags of the experiment scripts not yet on `experiments.harness`.
 
-Nothing here trains; the scripts build on `jaxloss.train` for that. Output files
-are written atomically (a temporary file renamed into place), so an interrupted
-run never leaves a half-written JSON file behind.
+Being replaced by `experiments.cli`; the output helpers live in `experiments.outputs`
+and are re-exported here for the scripts that still import them from this module.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
-import json
 import math
-import os
-import platform
-import sys
-import tempfile
-import warnings
-from typing import Any, Iterable, Sequence
 
-import numpy as np
+from experiments.outputs import (  # noqa: F401  (re-exported for the scripts)
+    describe_device, environment, first_crossing, json_default, mean_std, print_device, progress,
+    write_json, write_text)
+from experiments.plots import plot_band  # noqa: F401
 
 __all__ = [
     "add_data_args",
@@ -44,10 +37,6 @@ __all__ = [
     "write_json",
     "write_text",
 ]
-
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-datasets", "tensorflow-cpu",
-             "matplotlib", "jaxloss")
-
 
 def parse_ints(text: str) -> tuple[int, ...]:
   """``"512,512"`` -> ``(512, 512)``; ``""`` -> ``()`` (a linear model)."""
@@ -128,106 +117,6 @@ def add_run_args(parser: argparse.ArgumentParser, *, out: str) -> None:
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def describe_device() -> dict[str, Any]:
-  """The accelerator JAX runs on: platform (cpu/gpu/tpu), kind, count."""
-  import jax  # pylint: disable=import-outside-toplevel
-
-  devices = jax.devices()
-  return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
-          "device_count": len(devices), "cpu_count": os.cpu_count()}
-
-
-def _version(package: str) -> str | None:
-  try:
-    return importlib.metadata.version(package)
-  except importlib.metadata.PackageNotFoundError:
-    return None
-
-
-def environment() -> dict[str, Any]:
-  """Device, package versions, Python, platform and the command line, for config.json."""
-  return {
-      "device": describe_device(),
-      "versions": {name: _version(name) for name in _PACKAGES},
-      "python": sys.version.split()[0],
-      "platform": platform.platform(),
-      "processor": platform.processor() or platform.machine(),
-      "command": _command_line(),
-      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-  }
-
-
-def _command_line() -> str:
-  """How this process was started, e.g. ``python -m experiments.zoo --quick``."""
-  main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-  if main_spec is not None and main_spec.name:
-    name = main_spec.name.removesuffix(".__main__")
-    head = f"python -m {name}"
-  else:
-    head = "python " + (sys.argv[0] if sys.argv else "")
-  return " ".join([head] + sys.argv[1:])
-
-
-def _atomic_write(path: str, text: str) -> None:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically."""
-  _atomic_write(path, text)
-
-
-def write_json(path: str, obj: Any) -> None:
-  """Writes `obj` as indented JSON to `path` atomically."""
-  _atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
-
-
-def json_default(obj):
-  """`json.dumps` default for NumPy scalars and arrays and tuples."""
-  if isinstance(obj, (np.integer,)):
-    return int(obj)
-  if isinstance(obj, (np.floating,)):
-    return float(obj)
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  if isinstance(obj, tuple):
-    return list(obj)
-  raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
-def mean_std(values: Iterable[float]) -> tuple[float, float]:
-  """Mean and sample standard deviation (ddof=1; 0 for a single value); NaN if empty."""
-  x = np.asarray(list(values), np.float64)
-  if x.size == 0:
-    return math.nan, math.nan
-  return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
-
-
-def first_crossing(curve: Sequence[float], level: float) -> int | None:
-  """Index of the first value ``>= level`` in `curve`, or None if it never gets there."""
-  for i, value in enumerate(curve):
-    if value >= level:
-      return i
-  return None
-
-
-def progress(total: int, desc: str, *, disable: bool = False):
-  """A tqdm progress bar on stderr (hidden with ``disable=True``)."""
-  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-
-  return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, file=sys.stderr)
-
-
 def add_suite_args(parser: argparse.ArgumentParser, *, out: str, seeds: str = "0,1,2",
                    lrs: str | None = None) -> None:
   """The flags every experiment-suite script shares.
@@ -274,15 +163,6 @@ def parse_learning_rates(text: str) -> tuple[float, ...]:
   return values
 
 
-def print_device() -> dict[str, Any]:
-  """Prints the device line (``device: CPU (...)``) and returns `environment()`."""
-  env = environment()
-  dev = env["device"]
-  print(f"device: {dev['platform'].upper()} ({dev['device_kind']}, {dev['device_count']} "
-        f"device(s)), jax {env['versions']['jax']}", flush=True)
-  return env
-
-
 def load_mnist_or_exit(args: argparse.Namespace):
   """Full MNIST (NumPy arrays) from the data flags; a clear SystemExit if unavailable.
 
@@ -301,14 +181,3 @@ def load_mnist_or_exit(args: argparse.Namespace):
   print(f"MNIST: {data.train_images.shape[0]} train / {data.test_images.shape[0]} test images "
         f"loaded in {time.perf_counter() - t0:.1f} s", flush=True)
   return data
-
-
-def plot_band(ax, x, curves_ExS, label: str, **kwargs):
-  """Mean over seeds (columns) as a line, min-max over seeds as a shaded band."""
-  y = np.asarray(curves_ExS, np.float64)
-  with warnings.catch_warnings(), np.errstate(all="ignore"):
-    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs (diverged seeds)
-    mean, lo, hi = np.nanmean(y, axis=1), np.nanmin(y, axis=1), np.nanmax(y, axis=1)
-  (line,) = ax.plot(x, mean, marker=".", label=label, **kwargs)
-  ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-  return line

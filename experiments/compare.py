@@ -1,232 +1,156 @@
-"""The headline experiment: cross-entropy vs the fastai book's sigmoid-difference loss on full MNIST.
+"""The headline: cross-entropy vs the fastai book's sigmoid-difference loss on full MNIST.
 
-Trains the same MLP (784-512-512-10 ReLU) on the full 60k/10k MNIST with each
-loss, several seeds side by side in one vmapped program, and writes to ``--out``:
+Trains the same MLP (784-512-512-10 ReLU, Adam at 1e-3 with cosine decay, batch 128,
+10 epochs) on the full 60k/10k MNIST with each loss, the seeds of a loss side by side in
+one vmapped program, and evaluates on the test set after every epoch (no selection:
+``--val-size 0`` and one ``--lr``; this is the question as the learner asked it). Every
+loss trains on its registry targets: sigmoid-difference on one-hot targets, exactly the
+book's ``where(t==1, 1-sigmoid(z), sigmoid(z)).mean()`` over the 10 classes, and every
+model predicts by argmax of its logits.
 
-* ``metrics.jsonl``: one line per (loss, seed, epoch): train loss and accuracy,
-  test accuracy, NLL, ECE and confidence, epoch and cumulative wall seconds;
-* ``summary.csv`` / ``summary.md``: per loss, final and best test accuracy
-  (mean +- std over seeds), epochs and wall seconds to reach 97% and 98% test
-  accuracy, calibration, and what the trained models output on test digits
-  (the gradient each loss still gives to the misclassified ones);
-* ``curves.png``: test error (log scale) vs epoch and vs wall time, one line
-  per loss (mean over seeds) with a min-max band;
-* ``config.json``: every setting, the device and package versions.
+Besides the harness's files (`experiments.harness`), ``summary.md`` holds per loss: final
+and best test accuracy, epochs and seconds to 97% and 98%, calibration, and what the
+trained models output on the test digits, with the gradient each loss still gives the
+misclassified ones (`diagnose`); ``curves.png`` shows test error vs epoch and vs time.
 
 Usage::
 
   JAXLOSS_MNIST_DIR=../shared/data/mnist python -m experiments.compare
   python -m experiments.compare --losses ce,sigmoid_difference,multiclass_hinge --seeds 5
-  python -m experiments.compare --epochs 1 --train-subset 4096 --out /tmp/quick
-
-Losses are picked by registry name (``python -c "import jaxloss;
-print(jaxloss.available())"``). Every loss trains on its registry targets: the
-sigmoid-difference loss on one-hot targets, exactly the book's
-``where(t==1, 1-sigmoid(z), sigmoid(z)).mean()`` over the 10 classes, and every
-model predicts by argmax of its logits. Wall seconds are those of the program
-that trains all seeds of a loss together (compilation excluded and reported
-apart).
+  python -m experiments.compare --quick --out /tmp/quick
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
-import io
-import json
 import math
-import os
-import sys
-import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from experiments import common
+from experiments import cli, harness, outputs, plots
 
 DEFAULT_LOSSES = ("softmax_cross_entropy", "sigmoid_difference")
 THRESHOLDS = (97.0, 98.0)
 TINY_GRAD = 1e-3
-METRIC_KEYS = ("train_loss", "train_accuracy", "test_accuracy", "test_nll", "test_ece",
-               "test_confidence")
 
 
-def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog="python -m experiments.compare",
-      description="Train the same MLP on full MNIST with several losses (default: softmax "
-                  "cross-entropy vs the fastai book's sigmoid-difference mnist_loss), several "
-                  "seeds at once, and write metrics.jsonl, summary.csv/.md, curves.png and "
-                  "config.json to --out.",
-      formatter_class=common.HelpFormatter)
-  parser.add_argument("--losses", default=",".join(DEFAULT_LOSSES),
-                      help="comma-separated registry names or aliases (see jaxloss.available())")
-  parser.add_argument("--seeds", type=common.parse_seeds, default="0,1,2",
-                      help="a count N (seeds 0..N-1) or a comma-separated list of seeds")
-  parser.add_argument("--epochs", type=common.positive_int, default=10,
-                      help="training epochs (>= 1)")
-  parser.add_argument("--optimizer", default="adam", choices=("sgd", "momentum", "adam", "adamw"),
-                      help="optax optimizer")
-  parser.add_argument("--lr", type=common.positive_float, default=1e-3,
-                      help="peak learning rate (finite, > 0)")
-  parser.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
-                      help="learning-rate schedule (cosine decays to 0 over the run)")
-  parser.add_argument("--batch-size", type=common.positive_int, default=128,
-                      help="training batch size (>= 1)")
-  parser.add_argument("--hidden", type=common.parse_ints, default="512,512",
-                      help="hidden widths, comma-separated ('' for a linear model)")
-  parser.add_argument("--activation", default="relu",
-                      choices=("relu", "gelu", "tanh", "sigmoid", "silu"),
-                      help="hidden-layer activation")
-  parser.add_argument("--weight-decay", type=float, default=1e-4, help="used by adamw only")
-  parser.add_argument("--momentum", type=float, default=0.9, help="used by momentum only")
-  common.add_data_args(parser)
-  common.add_run_args(parser, out="runs/compare")
-  return parser
+def _one_rate(text: str) -> tuple[float]:
+  return (cli.positive_number(text),)
 
 
-# --------------------------------------------------------------------------- training
+_one_rate.metavar = "LR"
 
 
-def diagnose(spec, logits_SxNxC, labels_N) -> dict[str, np.ndarray]:
-  """What the trained models output on test digits, and the gradient their loss gives.
+@dataclasses.dataclass(frozen=True)
+class Settings(harness.Settings):
+  """compare's command line: the headline's defaults, and the training knobs to vary."""
 
-  For every seed: the share of test examples misclassified; among those, the
-  median norm of the per-example loss gradient with respect to the logits,
-  ``||d loss_i / d z_i||`` (the training loss averages these over a batch), and
-  the share of them whose gradient norm is below `TINY_GRAD` (examples the
-  loss has given up on); and the mean probability the model gives to the true
-  class and to its top class, under the loss's own link (sigmoid or softmax).
+  seeds: tuple[int, ...] = cli.option((0, 1, 2), "a count N (seeds 0..N-1) or a list",
+                                      parse=cli.seeds, quick=(0, 1))
+  lrs: tuple[float, ...] = cli.option((1e-3,), "peak learning rate (finite, > 0)",
+                                      parse=_one_rate, flag="--lr")
+  val_size: int = cli.option(0, "training images held out (0: train on all, test every epoch)",
+                             parse=cli.nonnegative_int)
+  out: str = cli.option("runs/compare", "output folder")
+  losses: tuple[str, ...] = cli.option(DEFAULT_LOSSES, "registry names or aliases "
+                                       "(see jaxloss.available())", parse=cli.names)
+  optimizer: str = cli.option("adam", "optax optimizer",
+                              choices=("sgd", "momentum", "adam", "adamw"))
+  schedule: str = cli.option("cosine", "learning-rate schedule (cosine decays to 0)",
+                             choices=("cosine", "constant"))
+  hidden: tuple[int, ...] = cli.option((512, 512), "hidden widths ('' for a linear model)",
+                                       parse=cli.ints, quick=(32,))
+  activation: str = cli.option("relu", "hidden-layer activation",
+                               choices=("relu", "gelu", "tanh", "sigmoid", "silu"))
+  weight_decay: float = cli.option(1e-4, "used by adamw only", parse=cli.number(low=0.0))
+  momentum: float = cli.option(0.9, "used by momentum only", parse=cli.number(0.0, 1.0))
 
-  Returns:
-    name -> ``[S]`` NumPy array.
+
+def diagnose(spec, logits_NxC, labels_N) -> dict[str, Any]:
+  """What one trained model outputs on test digits, and the gradient its loss gives them.
+
+  The share of examples misclassified; among those, the median norm of the per-example
+  loss gradient with respect to the logits, ``||d loss_i / d z_i||`` (the training loss
+  averages these over a batch), and the share of them below `TINY_GRAD` (examples the
+  loss has given up on); the mean probability of the true class and of the top class,
+  under the loss's own link (sigmoid or softmax). Pure and traceable (a ``test_fn``).
   """
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  num_classes = logits_SxNxC.shape[-1]
-  labels_N = jnp.asarray(labels_N, jnp.int32)
-  targets = spec.targets(labels_N, num_classes)
-
-  def one_seed(logits_NxC):
-    grads_NxC = jax.grad(lambda z: jnp.sum(spec.per_example(z, targets)))(logits_NxC)
-    grad_norm_N = jnp.linalg.norm(grads_NxC, axis=-1)
-    wrong_N = jnp.argmax(logits_NxC, axis=-1) != labels_N
-    if spec.activation == "sigmoid":
-      probs_NxC = jax.nn.sigmoid(logits_NxC)
-    else:
-      probs_NxC = jax.nn.softmax(logits_NxC, axis=-1)
-    true_prob_N = jnp.take_along_axis(probs_NxC, labels_N[:, None], axis=-1)[:, 0]
-    n_wrong = jnp.sum(wrong_N)
-    masked_norm = jnp.where(wrong_N, grad_norm_N, jnp.nan)
-    return {
-        "test_error": jnp.mean(wrong_N),
-        "wrong_grad_norm_median": jnp.nanmedian(masked_norm),
-        "wrong_tiny_grad_share": jnp.sum(wrong_N & (grad_norm_N < TINY_GRAD)) / jnp.maximum(n_wrong, 1),
-        "true_prob_mean": jnp.mean(true_prob_N),
-        "wrong_true_prob_mean": jnp.sum(jnp.where(wrong_N, true_prob_N, 0.0)) / jnp.maximum(n_wrong, 1),
-        "top_prob_mean": jnp.mean(jnp.max(probs_NxC, axis=-1)),
-    }
-
-  out = jax.jit(jax.vmap(one_seed))(logits_SxNxC)
-  return {k: np.asarray(v, np.float64) for k, v in jax.device_get(out).items()}
+  targets = spec.targets(labels_N, logits_NxC.shape[-1])
+  grads_NxC = jax.grad(lambda z: jnp.sum(spec.per_example(z, targets)))(logits_NxC)
+  grad_norm_N = jnp.linalg.norm(grads_NxC, axis=-1)
+  wrong_N = jnp.argmax(logits_NxC, axis=-1) != labels_N
+  probs_NxC = spec.probabilities(logits_NxC)
+  true_prob_N = jnp.take_along_axis(probs_NxC, labels_N[:, None], axis=-1)[:, 0]
+  n_wrong = jnp.maximum(jnp.sum(wrong_N), 1)
+  return {
+      "correct": ~wrong_N,
+      "test_error": jnp.mean(wrong_N),
+      "wrong_grad_norm_median": jnp.nanmedian(jnp.where(wrong_N, grad_norm_N, jnp.nan)),
+      "wrong_tiny_grad_share": jnp.sum(wrong_N & (grad_norm_N < TINY_GRAD)) / n_wrong,
+      "true_prob_mean": jnp.mean(true_prob_N),
+      "wrong_true_prob_mean": jnp.sum(jnp.where(wrong_N, true_prob_N, 0.0)) / n_wrong,
+      "top_prob_mean": jnp.mean(jnp.max(probs_NxC, axis=-1)),
+  }
 
 
-def run_loss(name: str, config, data, seeds: Sequence[int], *, bar=None,
-             on_epoch=None) -> dict[str, Any]:
-  """Trains `seeds` models with the registry loss `name`; returns its history and diagnostics."""
-  import jax  # pylint: disable=import-outside-toplevel
-
+def variants(s: Settings) -> list[harness.Variant]:
   import jaxloss  # pylint: disable=import-outside-toplevel
-  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
 
-  spec = jaxloss.get(name)
-  if not spec.multiclass:
-    raise SystemExit(f"--losses: {spec.name!r} is not a single-label multi-class loss.")
-  history = []
-  wall = 0.0
-  state = None
-  for record in jt.iterate_training(config, data, loss_fn=spec.loss_from_labels,
-                                    predict_fn=spec.predict, seeds=seeds):
-    wall += record.seconds
-    history.append({"epoch": record.epoch, "seconds": record.seconds, "wall_seconds": wall,
-                    "compile_seconds": record.compile_seconds,
-                    **{k: np.asarray(record[k], np.float64) for k in METRIC_KEYS}})
-    state = record.state
-    if on_epoch is not None:
-      on_epoch(spec.name, history[-1])
-    if bar is not None:
-      bar.set_postfix_str(f"{spec.name} test acc {100 * float(np.mean(record['test_accuracy'])):.2f}%")
-      bar.update(1)
-    if np.any(record.diverged):
-      bad = [s for s, flag in zip(record.seeds, record.diverged) if flag]
-      print(f"warning: {spec.name}: seed(s) {bad} diverged (non-finite training loss or "
-            f"weights) by epoch {record.epoch}", file=sys.stderr)
-  logits_fn = jt.make_batched_apply(config.model().apply, batch_size=config.eval_batch_size)
-  logits = jax.jit(jax.vmap(logits_fn, in_axes=(0, None)))(state.params, data.test_images)
-  return {"spec": spec, "history": history, "diagnostics": diagnose(spec, logits, data.test_labels)}
+  specs = [jaxloss.get(name) for name in s.losses]
+  names = [spec.name for spec in specs]
+  if len(set(names)) != len(names):
+    raise ValueError(f"--losses lists a loss twice: {', '.join(names)}")
+  for spec in specs:
+    if not spec.multiclass:
+      raise ValueError(f"--losses: {spec.name!r} is not a single-label multi-class loss")
+  train = {"hidden": s.hidden, "activation": s.activation, "optimizer": s.optimizer,
+           "schedule": s.schedule, "weight_decay": s.weight_decay, "momentum": s.momentum}
+  return [harness.Variant(spec.name, spec.loss_from_labels, spec.predict,
+                          test_fn=lambda z, y, spec=spec: diagnose(spec, z, y), train=train,
+                          describe={"hyperparams": dict(spec.hyperparams),
+                                    "target_kind": spec.target_kind,
+                                    "activation": spec.activation})
+          for spec in specs]
 
 
-# --------------------------------------------------------------------------- reporting
-
-
-def metrics_rows(loss: str, seeds: Sequence[int], entry: dict[str, Any]) -> list[dict[str, Any]]:
-  """One metrics.jsonl row per seed for one epoch entry of `run_loss`'s history."""
-  rows = []
-  for i, seed in enumerate(seeds):
-    row = {"loss": loss, "seed": int(seed), "epoch": entry["epoch"]}
-    row.update({k: float(entry[k][i]) for k in METRIC_KEYS})
-    row["test_error"] = 1.0 - row["test_accuracy"]
-    row.update({"epoch_seconds": entry["seconds"], "wall_seconds": entry["wall_seconds"],
-                "compile_seconds": entry["compile_seconds"]})
-    rows.append(row)
-  return rows
-
-
-def _fmt(mean: float, std: float, digits: int = 2) -> str:
-  if math.isnan(mean):
-    return "n/a"
-  return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _prob(p: float) -> str:
-  """Three decimals, or two significant digits for tiny nonzero probabilities."""
-  return f"{p:.3f}" if p == 0 or p >= 1e-3 else f"{p:.2g}"
-
-
-def summarize(name: str, result: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
-  """One summary row: accuracies in %, crossings of `THRESHOLDS`, calibration, diagnostics."""
-  history = result["history"]
-  acc_ExS = 100.0 * np.stack([h["test_accuracy"] for h in history])
-  wall_E = np.array([h["wall_seconds"] for h in history])
-  final = history[-1]
-  row: dict[str, Any] = {"loss": name, "seeds": len(seeds), "epochs": len(history)}
-  row["final_acc_mean"], row["final_acc_std"] = common.mean_std(acc_ExS[-1])
-  row["best_acc_mean"], row["best_acc_std"] = common.mean_std(acc_ExS.max(axis=0))
+def summarize(name: str, outcome: harness.Outcome) -> dict[str, Any]:
+  """One table row: accuracies in %, crossings of `THRESHOLDS`, calibration, diagnostics."""
+  acc_ExS = 100.0 * outcome.curve("test_accuracy")
+  rows = outcome.selected.result.rows
+  wall_E = np.array([max(r["wall_seconds"] for r in rows if r["epoch"] == e)
+                     for e in range(1, acc_ExS.shape[0] + 1)])
+  row: dict[str, Any] = {"loss": name, "seeds": acc_ExS.shape[1], "epochs": acc_ExS.shape[0]}
+  row["final_acc_mean"], row["final_acc_std"] = outputs.mean_std(acc_ExS[-1])
+  row["best_acc_mean"], row["best_acc_std"] = outputs.mean_std(acc_ExS.max(axis=0))
   for level in THRESHOLDS:
-    crossings = [common.first_crossing(acc_ExS[:, s], level) for s in range(len(seeds))]
+    crossings = [outputs.first_crossing(acc_ExS[:, s], level) for s in range(acc_ExS.shape[1])]
     reached = [c for c in crossings if c is not None]
     key = f"{level:g}"
     row[f"reached_{key}"] = len(reached)
     row[f"epochs_to_{key}"] = float(np.mean([c + 1 for c in reached])) if reached else math.nan
     row[f"seconds_to_{key}"] = float(np.mean([wall_E[c] for c in reached])) if reached else math.nan
-  for key in ("test_nll", "test_ece", "test_confidence", "train_loss"):
-    row[f"{key}_mean"], row[f"{key}_std"] = common.mean_std(final[key])
-  for key, values in result["diagnostics"].items():
-    row[key] = float(np.mean(values))
+  for key in ("test_nll", "test_ece", "test_confidence"):
+    row[f"{key}_mean"], row[f"{key}_std"] = outputs.mean_std(outcome.curve(key)[-1])
+  row["train_loss_mean"], row["train_loss_std"] = outputs.mean_std(outcome.curve("train_loss")[-1])
+  for key in ("test_error", "wrong_grad_norm_median", "wrong_tiny_grad_share", "true_prob_mean",
+              "wrong_true_prob_mean", "top_prob_mean"):
+    row[key] = float(np.mean(outcome.test[key]))
   row["train_seconds"] = float(wall_E[-1])
-  row["compile_seconds"] = float(history[0]["compile_seconds"])
+  row["compile_seconds"] = float(rows[0]["compile_seconds"])
   return row
 
 
-def summary_csv(rows: Sequence[dict[str, Any]]) -> str:
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-  writer.writeheader()
-  for row in rows:
-    writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-  return buf.getvalue()
+def _fmt(mean: float, std: float, digits: int = 2) -> str:
+  return "n/a" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _prob(p: float) -> str:
+  """Three decimals, or two significant digits for tiny nonzero probabilities."""
+  return f"{p:.3f}" if p == 0 or p >= 1e-3 else f"{p:.2g}"
 
 
 def _crossing(row: dict[str, Any], level: float, unit: str) -> str:
@@ -239,18 +163,15 @@ def _crossing(row: dict[str, Any], level: float, unit: str) -> str:
   return text if n == row["seeds"] else f"{text} ({n}/{row['seeds']} seeds)"
 
 
-def summary_markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
-  """The results tables in Markdown (accuracy, speed to 97/98%, calibration, diagnostics)."""
+def tables_markdown(rows: Sequence[dict[str, Any]], s: Settings) -> str:
+  """The results tables (accuracy, speed to 97/98%, calibration, diagnostics)."""
+  model = "-".join(str(w) for w in (784, *s.hidden, 10)) + f" {s.activation}"
   lines = [
-      f"Full MNIST ({config['train_examples']} train / {config['test_examples']} test), "
-      f"MLP {config['model']}, {config['optimizer']} lr {config['lr']:g} ({config['schedule']}), "
-      f"batch {config['batch_size']}, {config['epochs']} epochs, seeds {config['seeds']}, "
-      f"on {config['device']}. Mean ± std over seeds.",
-      "",
+      f"MLP {model}, {s.optimizer} lr {s.lrs[0]:g} ({s.schedule}), batch {s.batch_size}, "
+      f"{s.epochs} epochs, seeds {list(s.seeds)}. Mean ± std over seeds.", "",
       "| loss | final test acc % | best test acc % | epochs to 97% | epochs to 98% "
       "| s to 97% | s to 98% | test NLL | ECE % | mean confidence |",
-      "|---|---|---|---|---|---|---|---|---|---|",
-  ]
+      "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(
         f"| {r['loss']} | {_fmt(r['final_acc_mean'], r['final_acc_std'])} "
@@ -261,14 +182,11 @@ def summary_markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> 
         f"| {_fmt(100 * r['test_ece_mean'], 100 * r['test_ece_std'])} "
         f"| {r['test_confidence_mean']:.3f} |")
   lines += [
-      "",
-      "What the trained models output on the test digits (own link: sigmoid for sigmoid losses, "
-      "softmax otherwise; mean over seeds):",
-      "",
+      "", "What the trained models output on the test digits (own link: sigmoid for sigmoid "
+      "losses, softmax otherwise; mean over seeds):", "",
       "| loss | p(true class) | p(top class) | p(true) on misclassified | median grad norm on "
       f"misclassified | misclassified with grad norm < {TINY_GRAD:g} | train s | compile s |",
-      "|---|---|---|---|---|---|---|---|",
-  ]
+      "|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(
         f"| {r['loss']} | {_prob(r['true_prob_mean'])} | {_prob(r['top_prob_mean'])} "
@@ -276,31 +194,23 @@ def summary_markdown(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> 
         f"| {100 * r['wrong_tiny_grad_share']:.1f}% | {r['train_seconds']:.0f} "
         f"| {r['compile_seconds']:.1f} |")
   lines += [
-      "",
-      "Grad norm: `||d loss_i / d logits_i||` of the per-example loss (the batch loss averages "
-      "these). Seconds are wall time of the program training all seeds of a loss together, "
-      "compilation excluded. ECE: 15 equal-width bins on softmax(logits).",
-  ]
-  return "\n".join(lines) + "\n"
+      "", "Grad norm: `||d loss_i / d logits_i||` of the per-example loss (the batch loss "
+      "averages these). Seconds are wall time of the program training all seeds of a loss "
+      "together, compilation excluded. ECE: 15 equal-width bins on softmax(logits)."]
+  return "\n".join(lines)
 
 
-def plot_curves(results: dict[str, dict[str, Any]], path: str) -> None:
-  """curves.png: test error % (log scale) vs epoch and vs wall seconds, min-max band over seeds."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+def plot_curves(outcomes: Mapping[str, harness.Outcome], path: str) -> None:
+  """Test error % (log scale) vs epoch and vs wall seconds, min-max band over seeds."""
+  plt = plots.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-  for name, result in results.items():
-    history = result["history"]
-    err_ExS = 100.0 * (1.0 - np.stack([h["test_accuracy"] for h in history]))
-    epochs = np.array([h["epoch"] for h in history])
-    wall = np.array([h["wall_seconds"] for h in history])
+  for name, outcome in outcomes.items():
+    err_ExS = 100.0 * (1.0 - outcome.curve("test_accuracy"))
+    rows = outcome.selected.result.rows
+    epochs = np.arange(1, err_ExS.shape[0] + 1)
+    wall = np.array([max(r["wall_seconds"] for r in rows if r["epoch"] == e) for e in epochs])
     for ax, x in ((axes[0], epochs), (axes[1], wall)):
-      (line,) = ax.plot(x, err_ExS.mean(axis=1), marker="o", ms=3, label=name)
-      ax.fill_between(x, err_ExS.min(axis=1), err_ExS.max(axis=1), color=line.get_color(),
-                      alpha=0.2, lw=0)
+      plots.plot_band(ax, x, err_ExS, name)
   axes[0].set_yscale("log")
   axes[0].set_xlabel("epoch")
   axes[1].set_xlabel("wall seconds (all seeds together, compile excluded)")
@@ -309,94 +219,33 @@ def plot_curves(results: dict[str, dict[str, Any]], path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
   axes[0].legend()
   fig.suptitle("Full MNIST, MLP: test error, mean over seeds with min-max band")
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plots.save(fig, path)
 
 
-# --------------------------------------------------------------------------- main
+def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Report:
+  rows = [summarize(name, o) for name, o in outcomes.items()]
+  names = list(outcomes)
+  verdict = "; ".join(f"{r['loss']} ends at {_fmt(r['final_acc_mean'], r['final_acc_std'])}% "
+                      f"test accuracy" for r in rows) + f" after {s.epochs} epochs."
+  if len(names) > 1 and len(s.seeds) > 1:
+    pairs = [(names[0], other) for other in names[1:]]
+    verdict += " " + " ".join(c.sentence() for c in harness.compare(outcomes, pairs,
+                                                                   margin=s.margin))
+  return harness.Report(verdict, tables_markdown(rows, s), {"rows": rows},
+                        {"curves.png": lambda path: plot_curves(outcomes, path)})
+
+
+EXPERIMENT = harness.Experiment(
+    "compare", "Cross-entropy vs the fastai book's sigmoid-difference loss on full MNIST",
+    Settings, variants, report,
+    description="Train the same MLP on full MNIST with several losses (default: softmax "
+                "cross-entropy vs the fastai book's sigmoid-difference mnist_loss), several "
+                "seeds at once, and write metrics.jsonl, summary.csv/.md/.json, curves.png "
+                "and config.json to --out.")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  args = build_parser().parse_args(argv)
-  import jax  # pylint: disable=import-outside-toplevel
-
-  import jaxloss  # pylint: disable=import-outside-toplevel
-  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-
-  names = [n.strip() for n in args.losses.split(",") if n.strip()]
-  try:
-    specs = [jaxloss.get(n) for n in names]
-  except (KeyError, ValueError) as err:
-    raise SystemExit(f"--losses: {err}") from None
-  names = [s.name for s in specs]
-  if len(set(names)) != len(names):
-    raise SystemExit(f"--losses lists a loss twice: {names}")
-
-  env = common.environment()
-  dev = env["device"]
-  print(f"device: {dev['platform'].upper()} ({dev['device_kind']}, {dev['device_count']} "
-        f"device(s)), jax {env['versions']['jax']}", flush=True)
-
-  t0 = time.perf_counter()
-  try:
-    data = jt.load_mnist(mnist_dir=args.mnist_dir, data_dir=args.data_dir)
-  except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
-    raise SystemExit(f"error: {err}") from None
-  data = jt.to_device(data.subset(args.train_subset, args.test_subset))
-  load_seconds = time.perf_counter() - t0
-  print(f"MNIST: {data.train_images.shape[0]} train / {data.test_images.shape[0]} test images "
-        f"loaded in {load_seconds:.1f} s", flush=True)
-
-  train_config = jt.TrainConfig(
-      hidden=args.hidden, activation=args.activation, optimizer=args.optimizer,
-      learning_rate=args.lr, schedule=args.schedule, weight_decay=args.weight_decay,
-      momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs)
-  model = "-".join(str(w) for w in (784, *args.hidden, 10)) + f" {args.activation}"
-  config = {
-      "losses": {s.name: {"hyperparams": dict(s.hyperparams), "target_kind": s.target_kind,
-                          "activation": s.activation, "prediction": s.prediction}
-                 for s in specs},
-      "seeds": list(args.seeds), "epochs": args.epochs, "optimizer": args.optimizer,
-      "lr": args.lr, "schedule": args.schedule, "batch_size": args.batch_size,
-      "hidden": list(args.hidden), "activation": args.activation, "model": model,
-      "weight_decay": args.weight_decay, "momentum": args.momentum,
-      "train_config": dataclasses.asdict(train_config),
-      "train_examples": int(data.train_images.shape[0]),
-      "test_examples": int(data.test_images.shape[0]),
-      "mnist_dir": args.mnist_dir or os.environ.get("JAXLOSS_MNIST_DIR"),
-      "device": f"{dev['platform'].upper()} ({dev['device_kind']})",
-      "environment": env, "load_seconds": load_seconds,
-      "rerun": env["command"],
-  }
-  os.makedirs(args.out, exist_ok=True)
-  common.write_json(os.path.join(args.out, "config.json"), config)
-
-  metrics_path = os.path.join(args.out, "metrics.jsonl")
-  results: dict[str, dict[str, Any]] = {}
-  with open(metrics_path, "w") as metrics_file, \
-      common.progress(len(names) * args.epochs, "training", disable=args.no_progress) as bar:
-
-    def on_epoch(name, entry):
-      for row in metrics_rows(name, args.seeds, entry):
-        metrics_file.write(json.dumps(row) + "\n")
-      metrics_file.flush()
-
-    for name in names:
-      results[name] = run_loss(name, train_config, data, args.seeds, bar=bar, on_epoch=on_epoch)
-
-  rows = [summarize(name, results[name], args.seeds) for name in names]
-  common.write_text(os.path.join(args.out, "summary.csv"), summary_csv(rows))
-  markdown = summary_markdown(rows, config)
-  common.write_text(os.path.join(args.out, "summary.md"), markdown)
-  plot_curves(results, os.path.join(args.out, "curves.png"))
-  config["total_seconds"] = time.perf_counter() - t0
-  common.write_json(os.path.join(args.out, "config.json"), config)
-  print(markdown)
-  print(f"wrote {args.out}/ (metrics.jsonl, summary.csv, summary.md, curves.png, config.json) "
-        f"in {config['total_seconds']:.0f} s total", flush=True)
-  return {"rows": rows, "config": config}
+  return harness.main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

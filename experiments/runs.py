@@ -20,6 +20,22 @@ the continued run gives the same numbers as an uninterrupted one. Rows are
 written before the checkpoint; after a crash between the two, the epoch is
 trained again and its rows are replaced by identical ones.
 
+Grids: a spec with ``learning_rates`` (and optionally ``loss_params``, loss
+hyperparameters traced into the program) trains every point of the grid for
+every seed, point-major, as ONE compiled program
+(`jaxloss.train.iterate_training`); each row then carries ``lr`` and the loss
+parameters, and `RunResult.point` gives one point's rows as a run of its own.
+
+Test evaluation: given a ``test`` split, `run` evaluates every model on it once,
+after the last epoch (``eval_fn`` or the trainer's default metrics, plus the
+per-example correctness that paired tests need), and stores that in the run
+folder. The caller reads only what its protocol allows (e.g. the selected point).
+
+Code identity: ``run.json`` also stores a fingerprint of the code behind the
+run (`code_fingerprint`: the jaxloss sources and the source of the run's loss,
+prediction and evaluation functions). A run whose code changed is trained
+again from scratch, and `run` says which files or functions changed.
+
 Divergence: after each epoch, a seed whose training loss is not finite (the
 jaxloss losses return NaN for NaN or ``+inf`` logits, so weights that overflowed
 or turned NaN show here), or whose parameters are not all finite
@@ -32,6 +48,9 @@ runs of the experiment go on.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -42,8 +61,8 @@ import numpy as np
 
 from experiments import common
 
-__all__ = ["ADAM_LR_GRID", "RunMismatchError", "RunResult", "RunSpec", "Tuned", "run",
-           "select_learning_rate", "tune_and_run"]
+__all__ = ["ADAM_LR_GRID", "RunMismatchError", "RunResult", "RunSpec", "Tuned", "code_fingerprint",
+           "run", "select_learning_rate", "tune_and_run"]
 
 # The learning-rate grid every loss gets with Adam (peak rate, cosine decay),
 # selected on a validation split: the same small grid for every loss is the
@@ -55,20 +74,73 @@ class RunMismatchError(RuntimeError):
   """The run folder holds a different run than the one asked for."""
 
 
+def _source(fn) -> str:
+  """Source of a function (a `functools.partial` unwrapped, its bound arguments included)."""
+  parts = []
+  while isinstance(fn, functools.partial):
+    parts.append(repr((fn.args, sorted(fn.keywords.items()))))
+    fn = fn.func
+  target = getattr(fn, "__func__", fn)  # a bound method: its function
+  try:
+    parts.append(inspect.getsource(target))
+  except (OSError, TypeError):
+    parts.append(getattr(target, "__qualname__", repr(target)))
+  return "\n".join(parts)
+
+
+def _digest(text: str | bytes) -> str:
+  return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _jaxloss_sources() -> tuple[tuple[str, str], ...]:
+  import jaxloss  # pylint: disable=import-outside-toplevel
+
+  root = os.path.dirname(os.path.abspath(jaxloss.__file__))
+  out = []
+  for folder, _, files in sorted(os.walk(root)):
+    for name in sorted(f for f in files if f.endswith(".py")):
+      path = os.path.join(folder, name)
+      with open(path, "rb") as f:
+        out.append(("jaxloss/" + os.path.relpath(path, root).replace(os.sep, "/"),
+                    _digest(f.read())))
+  return tuple(out)
+
+
+def code_fingerprint(**functions: Callable | None) -> dict[str, str]:
+  """Hashes of the code behind a run: every jaxloss source file and the given functions.
+
+  Example: ``code_fingerprint(loss_fn=..., eval_fn=...)`` -> ``{"jaxloss/_src/focal.py":
+  "3f2a...", ..., "loss_fn": "9c1b..."}``. Two runs with equal fingerprints ran the same
+  loss, model, trainer and evaluation code.
+  """
+  out = dict(_jaxloss_sources())
+  out.update({name: _digest(_source(fn)) for name, fn in functions.items() if fn is not None})
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-  """One run: a config, a loss and the seeds trained together.
+  """One run: a config, a loss and the models trained together.
 
   Attributes:
     run_id: the run's folder name under ``OUT/runs/`` (letters, digits, ``._-``).
     config: the `jaxloss.train.TrainConfig`.
-    loss_fn: ``loss_fn(logits [B, C], labels [B, ...]) -> scalar``.
+    loss_fn: ``loss_fn(logits [B, C], labels [B, ...], **loss_params) -> scalar``.
     predict_fn: optional ``logits -> predictions`` for the accuracies.
     eval_fn: optional metrics of the evaluation split (see
       `jaxloss.train.make_evaluate`); their names become row keys.
     seeds: the seeds.
-    describe: JSON-ready description (loss name, learning rate, data, ...),
-      stored in ``run.json`` and compared on resume.
+    describe: JSON-ready description (loss name, data, ...), stored in
+      ``run.json`` and compared on resume.
+    learning_rates: optional grid of R peak rates (point r has rate r); None:
+      the config's rate, one point.
+    loss_params: optional ``{name: R values}``, loss hyperparameters of each
+      point, passed to `loss_fn` as traced values.
+    test_fn: ``test_fn(logits [N, C], labels) -> {name: array}``, what the final test
+      evaluation records per model besides the metrics: at least ``"correct"``, the
+      ``[N]`` per-example correctness (default: ``{"correct": predict_fn(logits) ==
+      labels}``).
   """
 
   run_id: str
@@ -78,13 +150,36 @@ class RunSpec:
   eval_fn: Callable | None = None
   seeds: tuple[int, ...] = (0, 1, 2)
   describe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  learning_rates: tuple[float, ...] | None = None
+  loss_params: Mapping[str, tuple[float, ...]] | None = None
+  test_fn: Callable | None = None
+
+  def points(self) -> list[dict[str, float]]:
+    """One dict per grid point: ``{"lr": rate, **loss params}`` (``[{}]`` without a grid)."""
+    if self.learning_rates is None and not self.loss_params:
+      return [{}]
+    n = len(self.learning_rates) if self.learning_rates is not None else len(
+        next(iter(self.loss_params.values())))
+    rates = self.learning_rates or (self.config.learning_rate,) * n
+    return [{"lr": float(rates[i]), **{k: float(v[i]) for k, v in (self.loss_params or {}).items()}}
+            for i in range(n)]
+
+  def models(self) -> list[dict[str, Any]]:
+    """Point-major: ``{"seed": s, **point}`` for every point and seed."""
+    return [{**point, "seed": int(seed)} for point in self.points() for seed in self.seeds]
 
   def identity(self) -> dict[str, Any]:
     """What ``run.json`` stores: everything that determines the run's numbers."""
     return json.loads(json.dumps({
         "run_id": self.run_id, "describe": dict(self.describe),
-        "config": dataclasses.asdict(self.config), "seeds": list(self.seeds)},
+        "config": dataclasses.asdict(self.config), "seeds": list(self.seeds),
+        **({"points": self.points()} if self.points() != [{}] else {})},
         default=common.json_default))
+
+  def code(self) -> dict[str, str]:
+    """`code_fingerprint` of this run's functions."""
+    return code_fingerprint(loss_fn=self.loss_fn, predict_fn=self.predict_fn,
+                            eval_fn=self.eval_fn, test_fn=self.test_fn)
 
 
 @dataclasses.dataclass
@@ -93,13 +188,18 @@ class RunResult:
 
   Attributes:
     run_id: the id.
-    status: ``"done"`` or ``"diverged"`` (every seed diverged).
-    rows: one dict per (seed, epoch), in epoch order.
-    diverged: seed -> epoch at which its training loss (or its parameters)
-      became non-finite.
+    status: ``"done"`` or ``"diverged"`` (every model diverged).
+    rows: one dict per (model, epoch), in epoch order.
+    diverged: model -> epoch at which its training loss (or its parameters)
+      became non-finite; the model is its seed in a run without a grid, its
+      index in `models` (point-major) in a grid.
     wall_seconds: training + evaluation time of the whole run (all sessions).
     resumed_from: the epoch a continued run started after (0 if fresh), or
       None if the run was already finished and only read back.
+    models: ``{"seed": s, **point}`` per model (`RunSpec.models`).
+    test: the final test evaluation, name -> one value per model (and the
+      `RunSpec.test_fn` outputs, e.g. ``"correct"``: ``[models, N]`` bool), or None
+      without a test split.
   """
 
   run_id: str
@@ -108,6 +208,8 @@ class RunResult:
   diverged: dict[int, int]
   wall_seconds: float
   resumed_from: int | None
+  models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  test: dict[str, np.ndarray] | None = None
 
   @property
   def seeds(self) -> list[int]:
@@ -134,6 +236,34 @@ class RunResult:
   def last_row(self, seed: int) -> dict[str, Any] | None:
     rows = [r for r in self.rows if r["seed"] == seed]
     return rows[-1] if rows else None
+
+  def points(self) -> list[dict[str, float]]:
+    """The grid points of `models`, in order (``[{}]`` without a grid)."""
+    out: list[dict[str, float]] = []
+    for model in self.models:
+      if _point_of(model) not in out:
+        out.append(_point_of(model))
+    return out or [{}]
+
+  def point(self, index: int) -> "RunResult":
+    """Grid point `index` as a run of its own: its rows, seed-keyed `diverged`, its test."""
+    if self.points() == [{}]:
+      return self
+    per = len(self.models) // len(self.points())
+    keep = range(index * per, (index + 1) * per)
+    models = [self.models[i] for i in keep]
+    want = _point_of(models[0])
+    rows = [r for r in self.rows if all(r.get(k) == v for k, v in want.items())]
+    diverged = {self.models[i]["seed"]: e for i, e in self.diverged.items() if i in keep}
+    test = None if self.test is None else {k: np.asarray(v)[index * per:(index + 1) * per]
+                                           for k, v in self.test.items()}
+    status = "diverged" if len(diverged) == per else "done"
+    return RunResult(self.run_id, status, rows, diverged, self.wall_seconds, self.resumed_from,
+                     models, test)
+
+
+def _point_of(model: Mapping[str, Any]) -> dict[str, Any]:
+  return {k: v for k, v in model.items() if k != "seed"}
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:
@@ -168,8 +298,60 @@ def _differences(stored: Any, wanted: Any, path: str = "", limit: int = 3) -> st
   return "; ".join(found[:limit]) + more
 
 
-def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None,
-        mesh="auto") -> RunResult:
+def check_folder(spec: RunSpec, out_dir: str) -> None:
+  """Raises `RunMismatchError` if ``out_dir`` holds a different run under ``spec.run_id``.
+
+  Changes nothing on disk; `run` calls it first, and a caller can call it for all of
+  its runs before training any.
+  """
+  folder = os.path.join(out_dir, "runs", spec.run_id)
+  run_json = os.path.join(folder, "run.json")
+  if not os.path.exists(run_json):
+    return
+  with open(run_json) as f:
+    stored = json.load(f)
+  stored.pop("code", None)
+  identity = spec.identity()
+  if stored != identity:
+    raise RunMismatchError(
+        f"{folder} holds a different run: {_differences(stored, identity)}. Nothing was "
+        "changed there. Use another --out, or delete that folder to train this run again.")
+
+
+def _code_changes(folder: str, code: Mapping[str, str]) -> list[str]:
+  """Names whose hash differs between the stored run and `code` (empty if none stored)."""
+  with open(os.path.join(folder, "run.json")) as f:
+    stored = json.load(f).get("code")
+  if stored is None:
+    return ["(no fingerprint stored)"]
+  return sorted(k for k in set(stored) | set(code) if stored.get(k) != code.get(k))
+
+
+def _test_eval(spec: RunSpec, state, test) -> dict[str, np.ndarray]:
+  """Every model's metrics on the test split and its per-example correctness."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+
+  model = spec.config.model()
+  evaluate = jt.make_evaluate(model.apply, batch_size=spec.config.eval_batch_size,
+                              predict_fn=spec.predict_fn, eval_fn=spec.eval_fn)
+  logits_fn = jt.make_batched_apply(model.apply, batch_size=spec.config.eval_batch_size)
+  predict = spec.predict_fn or jt.argmax_predict
+  test_fn = spec.test_fn or (lambda z, y: {"correct": predict(z) == y})
+  images, labels = jnp.asarray(test[0]), jnp.asarray(test[1])
+  if jnp.issubdtype(labels.dtype, jnp.integer):
+    labels = labels.astype(jnp.int32)
+
+  def one(params):
+    return {**evaluate(params, images, labels), **test_fn(logits_fn(params, images), labels)}
+
+  out = jax.device_get(jax.jit(jax.vmap(one))(state.params))
+  return {k: np.asarray(v) for k, v in out.items()}
+
+
+def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="auto",
+        test=None, say: Callable[[str], Any] = print) -> RunResult:
   """Trains `spec` on `data`, or reads it back if finished, or continues it.
 
   Args:
@@ -182,67 +364,89 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None,
     on_epoch: optional ``on_epoch(spec, rows_of_this_epoch)`` called after each
       epoch is saved (tests use it to interrupt a run).
     mesh: passed to `jaxloss.train.iterate_training`.
+    test: optional ``(images, labels)``: every model is evaluated on it once,
+      after the last epoch (`RunResult.test`).
+    say: where the run reports that it retrains because its code changed.
 
   Returns:
     The `RunResult`.
+
+  Raises:
+    RunMismatchError: the folder holds a run with other settings (`check_folder`).
   """
   from jaxloss.train import checkpoints  # pylint: disable=import-outside-toplevel
   from jaxloss.train import iterate_training  # pylint: disable=import-outside-toplevel
 
+  check_folder(spec, out_dir)
   folder = os.path.join(out_dir, "runs", spec.run_id)
   run_json, rows_path = os.path.join(folder, "run.json"), os.path.join(folder, "metrics.jsonl")
   result_json, ckpt = os.path.join(folder, "result.json"), os.path.join(folder, "ckpt")
-  identity = spec.identity()
-  if os.path.exists(run_json):
-    with open(run_json) as f:
-      stored = json.load(f)
-    if stored != identity:
-      raise RunMismatchError(
-          f"{folder} holds a different run: {_differences(stored, identity)}. Nothing was "
-          "changed there. Use another --out, or delete that folder to train this run again.")
-  else:
-    common.write_json(run_json, identity)
+  test_npz = os.path.join(folder, "test.npz")
+  code, models = spec.code(), spec.models()
+  if os.path.exists(run_json) and (changed := _code_changes(folder, code)):
+    say(f"run {spec.run_id}: its code changed since it was trained ({', '.join(changed[:4])}"
+        f"{' ...' if len(changed) > 4 else ''}); training it again")
+    shutil.rmtree(folder)
+  if not os.path.exists(run_json):
+    common.write_json(run_json, {**spec.identity(), "code": code})
 
+  if os.path.exists(result_json) and test is not None and not os.path.exists(test_npz):
+    say(f"run {spec.run_id}: finished without a test evaluation; training it again for one")
+    shutil.rmtree(folder)
+    common.write_json(run_json, {**spec.identity(), "code": code})
   if os.path.exists(result_json):
     with open(result_json) as f:
       result = json.load(f)
     if bar is not None:
       bar.update(spec.config.epochs)
+    tested = None
+    if test is not None:
+      with np.load(test_npz) as stored:
+        tested = {k: stored[k] for k in stored.files}
     return RunResult(spec.run_id, result["status"], _read_rows(rows_path),
                      {int(k): v for k, v in result["diverged"].items()},
-                     result["wall_seconds"], None)
+                     result["wall_seconds"], None, models, tested)
 
+  grid = spec.points() != [{}]
   done_epoch = checkpoints.latest_epoch(ckpt) or 0
   rows = [r for r in _read_rows(rows_path) if r["epoch"] <= done_epoch]
-  diverged = {r["seed"]: r["epoch"] for r in rows if r.get("diverged")}
+  keys = [json.dumps(m, sort_keys=True) for m in models]
+  index = {k: i for i, k in enumerate(keys)}
+  diverged = {}
+  for r in rows:
+    if r.get("diverged"):
+      i = index[json.dumps({k: r[k] for k in models[0]}, sort_keys=True)]
+      diverged[i if grid else models[i]["seed"]] = r["epoch"]
   wall = max((r["wall_seconds"] for r in rows), default=0.0)
   if bar is not None and done_epoch:
     bar.update(done_epoch)
 
   resume = (lambda like: checkpoints.restore(ckpt, like=like)) if done_epoch else None
-  status = "done"
+  status, state = "done", None
   for record in iterate_training(spec.config, data, loss_fn=spec.loss_fn,
                                  predict_fn=spec.predict_fn, seeds=spec.seeds, mesh=mesh,
-                                 eval_fn=spec.eval_fn, resume=resume):
+                                 eval_fn=spec.eval_fn, resume=resume,
+                                 learning_rates=spec.learning_rates, loss_params=spec.loss_params):
     wall += record.seconds
+    state = record.state
     new_rows = []
-    flags = record.diverged
-    for i, seed in enumerate(record.seeds):
-      if seed in diverged:
+    for i, model in enumerate(models):
+      key = i if grid else model["seed"]
+      if key in diverged:
         continue
-      row = {"run": spec.run_id, "seed": seed, "epoch": record.epoch}
+      row = {"run": spec.run_id, **model, "epoch": record.epoch}
       row.update({k: _value(v[i]) for k, v in record.metrics.items()})
       row.update({"epoch_seconds": record.seconds, "wall_seconds": wall,
                   "compile_seconds": record.compile_seconds})
-      if flags[i] or not math.isfinite(row["train_loss"]):
+      if record.diverged[i] or not math.isfinite(row["train_loss"]):
         row["diverged"] = True
-        diverged[seed] = record.epoch
+        diverged[key] = record.epoch
       new_rows.append(row)
     rows.extend(new_rows)
     _write_rows(rows_path, rows)
-    if len(diverged) == len(spec.seeds):
+    if len(diverged) == len(models):
       status = "diverged"
-    else:
+    elif record.epoch < spec.config.epochs:
       checkpoints.save(ckpt, record.epoch, record.state)
     if bar is not None:
       bar.update(1)
@@ -253,10 +457,14 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None,
         bar.update(spec.config.epochs - record.epoch)
       break
 
+  tested = None
+  if test is not None:
+    tested = _test_eval(spec, state, test)
+    np.savez_compressed(test_npz, **tested)
   common.write_json(result_json, {"status": status, "diverged": diverged, "wall_seconds": wall,
                                   "epochs": max((r["epoch"] for r in rows), default=0)})
   shutil.rmtree(ckpt, ignore_errors=True)
-  return RunResult(spec.run_id, status, rows, diverged, wall, done_epoch)
+  return RunResult(spec.run_id, status, rows, diverged, wall, done_epoch, models, tested)
 
 
 def select_learning_rate(make_spec: Callable[[float], RunSpec], learning_rates: Sequence[float],

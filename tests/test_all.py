@@ -48,21 +48,25 @@ def test_report_collects_sections_figures_and_verdicts(tmp_path, monkeypatch):
   assert saved["sections"][0]["seconds"] == 12.0
 
 
-def test_compare_section_reads_its_output(tmp_path):
-  out = tmp_path / "compare"
-  out.mkdir()
-  (out / "summary.md").write_text("| loss | acc |\n|---|---|\n")
-  (out / "summary.csv").write_text(
-      "loss,final_acc_mean,final_acc_std,wrong_grad_norm_median\n"
-      "softmax_cross_entropy,98.5,0.1,1.2\nsigmoid_difference,11.35,0.0,5e-17\n")
-  md, figures, verdict = suite.compare_section(str(out))
-  assert md.startswith("## Does cross-entropy")
-  assert "Cross-entropy is better by 87.15 points" in verdict
-  assert figures == [str(out / "curves.png")]
-  (out / "summary.csv").write_text(
-      "loss,final_acc_mean,final_acc_std,wrong_grad_norm_median\n"
-      "softmax_cross_entropy,98.5,0.3,1.2\nsigmoid_difference,98.2,0.2,1.0\n")
-  assert "No clear difference" in suite.compare_section(str(out))[2]
+def test_harness_experiment_section_is_its_summary_md_and_figures(tmp_path, monkeypatch):
+  """An experiment on experiments.harness returns its summary; all.py reads its files."""
+
+  def main(argv):
+    out = tmp_path / "out" / "compare"
+    out.mkdir(parents=True)
+    (out / "summary.md").write_text("## Headline?\n\n**Verdict.** CE wins.\n\n| a |\n")
+    (out / "curves.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    return {"verdict": "CE wins.", "wall_seconds": 3.0}
+
+  monkeypatch.setattr(suite.importlib, "import_module",
+                      lambda mod: types.SimpleNamespace(main=main))
+  report = tmp_path / "REPORT.md"
+  result = suite.main(["--only", "compare", "--out", str(tmp_path / "out"),
+                       "--report", str(report), "--no-progress"])
+  text = report.read_text()
+  assert "| `python -m experiments.compare` | Headline? | CE wins. | 0.1 min |" in text
+  assert "![curves.png](report/compare/curves.png)" in text
+  assert result["sections"][0]["seconds"] == 3.0
 
 
 def test_verdict_and_title_extraction():

@@ -217,6 +217,108 @@ def test_learning_rate_grid_validation_and_divergence_keys():
   assert blown.diverged == {(1e38, 0): 1}
 
 
+def smoothed_ce(logits, labels, alpha):
+  """Label smoothing with `alpha` a keyword: a traced float32 scalar in a `loss_params` grid."""
+  return jaxloss.get("label_smoothing_cross_entropy", alpha=alpha).loss_from_labels(logits, labels)
+
+
+def test_loss_param_grid_is_one_program_equal_to_separate_runs():
+  """A 3-alpha x 2-seed label-smoothing grid is traced once and equals a run per alpha."""
+  alphas, seeds = (0.0, 0.05, 0.3), (0, 1)
+  config = dataclasses.replace(CONFIG, epochs=2)
+  counted = chex.assert_max_traces(smoothed_ce, n=1)
+  grid = run(config, seeds=seeds, loss_fn=counted, loss_params={"alpha": alphas})
+  chex.clear_trace_counter()
+  last = grid.history[-1]
+  assert last.seeds == seeds * len(alphas)
+  assert last.loss_params == {"alpha": tuple(a for a in alphas for _ in seeds)}
+  assert last.as_dict()["loss_params"] == {"alpha": list(last.loss_params["alpha"])}
+  # No rate grid: every model keeps the config's rate, exactly as in a plain run.
+  assert last.learning_rates == (config.learning_rate,) * len(last.seeds)
+  chex.assert_trees_all_equal(jt.learning_rate_of(grid.state.opt_state),
+                              jnp.full(len(last.seeds), config.learning_rate, jnp.float32))
+  np.testing.assert_array_equal(grid.state.loss_params["alpha"],
+                                np.float32(last.loss_params["alpha"]))
+  for p, alpha in enumerate(alphas):
+    # The alpha bound as a Python float: a constant of that run's program.
+    fixed = jaxloss.get("label_smoothing_cross_entropy", alpha=alpha).loss_from_labels
+    alone = run(config, seeds=seeds, loss_fn=fixed)
+    assert alone.state.loss_params == {}
+    for j, seed in enumerate(seeds):
+      i = p * len(seeds) + j
+      for rec_grid, rec_one in zip(grid.history, alone.history):
+        for name, values in rec_grid.metrics.items():
+          np.testing.assert_allclose(
+              values[i], rec_one[name][j], rtol=1e-5, atol=1e-6,
+              err_msg=f"{name} alpha {alpha} seed {seed} epoch {rec_grid.epoch}")
+      chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: a[i], grid.state.params),
+                                  jax.tree.map(lambda a, j=j: a[j], alone.state.params),
+                                  rtol=1e-5, atol=1e-6)
+  # The alphas change the training loss (seed 0 at each alpha).
+  losses = grid.history[0]["train_loss"][::len(seeds)]
+  assert len(set(np.round(losses, 6).tolist())) == len(alphas)
+  assert grid.diverged == {}
+
+
+def test_learning_rate_and_loss_param_grid_records_and_divergence_keys():
+  """Rates and alphas zipped into 2 grid points: 2 * S models, keyed (rate, params, seed)."""
+  rates, alphas = (1e-2, 1e38), (0.0, 0.1)
+  config = dataclasses.replace(CONFIG, epochs=1, optimizer="sgd")
+  result = run(config, seeds=SEEDS, loss_fn=smoothed_ce, learning_rates=rates,
+               loss_params={"alpha": alphas})
+  last = result.history[-1]
+  assert last.seeds == SEEDS * 2
+  assert last.learning_rates == (1e-2,) * len(SEEDS) + (1e38,) * len(SEEDS)
+  assert last.loss_params == {"alpha": (0.0,) * len(SEEDS) + (0.1,) * len(SEEDS)}
+  line = json.loads(json.dumps(last.as_dict()))
+  assert line["learning_rates"] == list(last.learning_rates)
+  assert line["loss_params"] == {"alpha": list(last.loss_params["alpha"])}
+  np.testing.assert_allclose(jt.learning_rate_of(result.state.opt_state),
+                             np.repeat(rates, len(SEEDS)), rtol=1e-7)
+  np.testing.assert_array_equal(result.state.loss_params["alpha"],
+                                np.repeat(np.float32(alphas), len(SEEDS)))
+  # Point 0 trains; point 1 (sgd at 1e38) blows up in its first epoch.
+  np.testing.assert_array_equal(last.diverged, [False] * len(SEEDS) + [True] * len(SEEDS))
+  assert result.diverged == {(1e38, (("alpha", 0.1),), s): 1 for s in SEEDS}
+
+
+def test_loss_param_grid_resumes_and_checks_structure():
+  config = dataclasses.replace(CONFIG, epochs=2)
+  grid = {"alpha": (0.0, 0.2)}
+  records = list(jt.iterate_training(config, synthetic(), loss_fn=smoothed_ce, seeds=(0,),
+                                     mesh=None, loss_params=grid))
+  resumed = list(jt.iterate_training(config, synthetic(), loss_fn=smoothed_ce, seeds=(0,),
+                                     mesh=None, loss_params=grid,
+                                     resume=(records[0].state, 1)))
+  assert [r.epoch for r in resumed] == [2]
+  chex.assert_trees_all_equal(dict(resumed[0].metrics), dict(records[1].metrics))
+  chex.assert_trees_all_equal(resumed[0].state, records[1].state)
+  # A plain run's states (no loss_params leaves) do not fit a grid run, and vice versa.
+  plain = run(dataclasses.replace(config, epochs=1), seeds=(0, 0)).state
+  assert jax.tree.leaves(plain.loss_params) == []
+  with pytest.raises(ValueError, match="do not match"):
+    next(jt.iterate_training(config, synthetic(), loss_fn=smoothed_ce, seeds=(0,), mesh=None,
+                             loss_params=grid, resume=(plain, 1)))
+  with pytest.raises(ValueError, match="do not match"):
+    next(jt.iterate_training(config, synthetic(), loss_fn=ce_loss, seeds=(0, 0), mesh=None,
+                             resume=(records[0].state, 1)))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(loss_params={"alpha": (0.1, 0.2)}, learning_rates=(1e-2,)),
+     "same length.*learning_rates: 1, alpha: 2"),
+    (dict(loss_params={"alpha": (0.1, 0.2), "gamma": (1.0,)}), "same length.*alpha: 2, gamma: 1"),
+    (dict(loss_params={"alpha": ()}), r"loss_params\['alpha'\] must not be empty"),
+    (dict(loss_params={"alpha": (0.1, float("nan"))}), r"loss_params\['alpha'\] must hold finite"),
+    (dict(loss_params={"alpha": (float("inf"),)}), r"loss_params\['alpha'\] must hold finite"),
+    (dict(loss_params={"alpha": 0.1}), r"loss_params\['alpha'\] must be a sequence"),
+    (dict(loss_params=[("alpha", (0.1,))]), "loss_params must be a mapping"),
+])
+def test_loss_param_grid_validation(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    run(loss_fn=smoothed_ce, **kwargs)
+
+
 def test_same_seed_twice_is_identical():
   a, b = three_seeds(), run(seeds=SEEDS)
   for ra, rb in zip(a.history, b.history):

@@ -18,6 +18,13 @@ Layers, from pure functions to the host-side driver:
   calls it once per epoch; the only host round-trip per epoch is reading the
   per-seed metrics at its end.
 
+Grids: besides seeds, one program can train a grid of R points, each a learning
+rate and/or values of the loss's hyperparameters (``learning_rates`` and
+``loss_params`` of `iterate_training`): ``R * S`` models, vmapped like seeds.
+Both are data, not constants of the program: the rate lives in each model's
+optimizer state, the loss hyperparameters in its ``TrainState.loss_params``,
+so a grid compiles once, like a single run.
+
 Divergence: the losses of jaxloss return NaN for an example whose logits hold a
 NaN or ``+inf`` (they never hide a blown-up model behind a finite number), so a
 seed whose weights overflow or turn NaN shows a non-finite ``train_loss``. Every
@@ -87,11 +94,17 @@ ECE_BINS = 15
 
 @flax.struct.dataclass
 class TrainState:
-  """What changes during training: step counter, parameters, optimizer state (a pytree)."""
+  """What changes during training: step counter, parameters, optimizer state (a pytree).
+
+  ``loss_params`` holds the loss hyperparameters of the model as data, name ->
+  float32 array (a scalar per model), passed to the loss as keywords by
+  `make_train_step`; the empty dict (no leaves) when the loss takes none.
+  """
 
   step: Array
   params: Any
   opt_state: Any
+  loss_params: dict = flax.struct.field(default_factory=dict)
 
 
 def argmax_predict(logits_BxC: Array) -> Array:
@@ -114,14 +127,16 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, loss_f
       ``MLP(...).apply``).
     tx: the Optax optimizer.
     loss_fn: ``loss_fn(logits [B, C], labels [B]) -> scalar`` (e.g. a registry
-      spec's ``loss_from_labels``).
+      spec's ``loss_from_labels``); called as ``loss_fn(logits, labels,
+      **state.loss_params)`` when the state holds loss hyperparameters.
     predict_fn: ``predict_fn(logits) -> labels [B]`` for the batch accuracy;
       default `argmax_predict`.
 
   Returns:
     ``train_step(state, (images [B, ...], labels [B] int32))`` returning the
     updated `TrainState` and ``{"train_loss", "train_accuracy"}`` (scalars; the
-    loss and accuracy of the batch before the update).
+    loss and accuracy of the batch before the update). ``state.loss_params`` is
+    carried over unchanged.
   """
   predict_fn = argmax_predict if predict_fn is None else predict_fn
 
@@ -130,6 +145,8 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, loss_f
 
     def objective(params):
       logits = apply_fn({"params": params}, images)
+      if state.loss_params:
+        return loss_fn(logits, labels, **state.loss_params), logits
       return loss_fn(logits, labels), logits
 
     (loss, logits), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
@@ -137,7 +154,7 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, loss_f
     params = optax.apply_updates(state.params, updates)
     correct = (predict_fn(logits) == labels).astype(jnp.float32)
     metrics = {"train_loss": loss.astype(jnp.float32), "train_accuracy": jnp.mean(correct)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
 
@@ -321,8 +338,9 @@ class EpochResult:
   Attributes:
     epoch: 1-based epoch number.
     seeds: the seed of each model, in the order of every per-model array.
-      With a learning-rate grid the models are rate-major: ``R * S`` entries,
-      the seeds of the first rate, then those of the next, ...
+      With a grid (``learning_rates`` and/or ``loss_params``) the models are
+      point-major: ``R * S`` entries, the seeds of the first grid point, then
+      those of the next, ...
     metrics: name -> NumPy ``[S]`` array: ``train_loss``, ``train_accuracy``
       (means over the epoch's steps), ``test_accuracy``, ``test_nll``,
       ``test_ece``, ``test_confidence`` (after the epoch).
@@ -333,7 +351,11 @@ class EpochResult:
     params_finite: NumPy bool ``[S]``: every parameter of the seed is finite after
       this epoch (None when unknown, e.g. a record built by hand).
     learning_rates: the (peak) learning rate of each model, parallel to `seeds`,
-      for a run given ``learning_rates`` (None: every model has the config's).
+      for a grid run (None: a run given neither ``learning_rates`` nor
+      ``loss_params``, every model has the config's rate). A ``loss_params``
+      grid without ``learning_rates`` has ``config.learning_rate`` everywhere.
+    loss_params: loss hyperparameter name -> its value for each model (a tuple
+      parallel to `seeds`), for a run given ``loss_params`` (else None).
   """
 
   epoch: int
@@ -344,6 +366,7 @@ class EpochResult:
   state: TrainState | None = dataclasses.field(repr=False, default=None)
   params_finite: np.ndarray | None = None
   learning_rates: tuple[float, ...] | None = None
+  loss_params: Mapping[str, tuple[float, ...]] | None = None
 
   def __getitem__(self, name: str) -> np.ndarray:
     return self.metrics[name]
@@ -363,6 +386,8 @@ class EpochResult:
                            "seconds": self.seconds, "compile_seconds": self.compile_seconds}
     if self.learning_rates is not None:
       out["learning_rates"] = list(self.learning_rates)
+    if self.loss_params is not None:
+      out["loss_params"] = {k: list(v) for k, v in self.loss_params.items()}
     out.update({k: [float(v) for v in np.asarray(vals)] for k, vals in self.metrics.items()})
     return out
 
@@ -376,12 +401,24 @@ class TrainResult:
 
   @property
   def diverged(self) -> dict[Any, int]:
-    """Seed (``(learning_rate, seed)`` for a learning-rate grid) -> the first epoch whose
-    record flags that model as diverged (`EpochResult.diverged`)."""
+    """Model -> the first epoch whose record flags it as diverged (`EpochResult.diverged`).
+
+    A model is keyed by its seed in a plain run, by ``(learning_rate, seed)``
+    in a learning-rate grid, and by ``(learning_rate, params, seed)`` when the
+    run has ``loss_params``, where ``params`` is the sorted tuple of the
+    model's ``(name, value)`` pairs, e.g. ``(1e-3, (("alpha", 0.1),), 0)``.
+    """
     out: dict[Any, int] = {}
     for record in self.history:
-      models = (record.seeds if record.learning_rates is None
-                else tuple(zip(record.learning_rates, record.seeds)))
+      if record.loss_params is not None:
+        names = sorted(record.loss_params)
+        rates = record.learning_rates or (None,) * len(record.seeds)  # None: a hand-built record
+        models = tuple((rate, tuple((k, record.loss_params[k][i]) for k in names), seed)
+                       for i, (rate, seed) in enumerate(zip(rates, record.seeds)))
+      elif record.learning_rates is not None:
+        models = tuple(zip(record.learning_rates, record.seeds))
+      else:
+        models = record.seeds
       for model, flag in zip(models, record.diverged):
         if flag and model not in out:
           out[model] = record.epoch
@@ -392,11 +429,55 @@ def _resolve_mesh(mesh):
   return sharding_lib.make_mesh() if isinstance(mesh, str) and mesh == "auto" else mesh
 
 
+def _grid_points(learning_rates, loss_params):
+  """Validated ``(rates | None, {name: values} | None)`` of a grid, R values each."""
+  rates = None
+  if learning_rates is not None:
+    rates = tuple(float(r) for r in learning_rates)
+    if not rates or not all(np.isfinite(r) and r > 0 for r in rates):
+      raise ValueError(f"learning_rates must be a non-empty sequence of finite rates > 0, "
+                       f"got {learning_rates!r}.")
+  if loss_params is None:
+    return rates, None
+  if not isinstance(loss_params, Mapping):
+    raise ValueError(f"loss_params must be a mapping name -> sequence of floats, "
+                     f"got {loss_params!r}.")
+  if not loss_params:  # {}: no loss hyperparameters, as None.
+    return rates, None
+  params: dict[str, tuple[float, ...]] = {}
+  for name, values in loss_params.items():
+    if not isinstance(name, str) or not name:
+      raise ValueError(f"loss_params names must be non-empty strings, got {name!r}.")
+    bad = ValueError(f"loss_params[{name!r}] must be a sequence of floats (one per grid "
+                     f"point), got {values!r}.")
+    try:
+      if isinstance(values, (str, bytes)) or np.ndim(values) != 1:
+        raise bad
+      values = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+      raise bad from None
+    if not values:
+      raise ValueError(f"loss_params[{name!r}] must not be empty (one value per grid point).")
+    if not all(np.isfinite(v) for v in values):
+      raise ValueError(f"loss_params[{name!r}] must hold finite values, got {values!r}.")
+    params[name] = values
+  lengths = {name: len(values) for name, values in params.items()}
+  if rates is not None:
+    lengths = {"learning_rates": len(rates), **lengths}
+  if len(set(lengths.values())) > 1:
+    detail = ", ".join(f"{name}: {n}" for name, n in lengths.items())
+    raise ValueError(f"loss_params (and learning_rates) must all have the same length, one "
+                     f"value per grid point; got lengths {detail}.")
+  return rates, params
+
+
 def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
                      predict_fn: PredictFn | None = None, seeds: Sequence[int] = (0, 1, 2),
                      mesh="auto", eval_fn: EvalFn | None = None,
                      resume=None,
-                     learning_rates: Sequence[float] | None = None) -> Iterator[EpochResult]:
+                     learning_rates: Sequence[float] | None = None,
+                     loss_params: Mapping[str, Sequence[float]] | None = None,
+                     ) -> Iterator[EpochResult]:
   """Trains ``len(seeds)`` MLPs in parallel, yielding an `EpochResult` per epoch.
 
   Args:
@@ -408,7 +489,8 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       on the device once (pass ``data.subset(train=..., test=...)`` for a quick
       run).
     loss_fn: ``loss_fn(logits [B, C], labels [B]) -> scalar`` training loss,
-      e.g. ``jaxloss.get(name).loss_from_labels``.
+      e.g. ``jaxloss.get(name).loss_from_labels``; with ``loss_params``,
+      ``loss_fn(logits, labels, **{name: float32 scalar})``.
     predict_fn: ``logits [B, C] -> labels [B]`` for the accuracies (default argmax).
     seeds: one model per seed, trained side by side (vmapped) in one program.
     mesh: ``"auto"`` (data parallel over all devices when there is more than
@@ -422,7 +504,10 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       `states` is the per-seed state after epoch ``completed_epochs`` of a run
       with the same config, seeds and data. Shuffling is keyed by (seed, epoch)
       and the schedule by the step in the state, so the epochs that follow are
-      those of an uninterrupted run.
+      those of an uninterrupted run. The states carry the learning rates and
+      loss hyperparameters they were trained with: those are used (resuming
+      with other values is the caller's responsibility), while the arguments
+      fix the grid's size and the states' structure.
     learning_rates: optional grid of R (peak) learning rates: trains ``R * S``
       models, every seed at every rate (the same initialization and data order
       for a seed at all rates: paired), in the same single compiled program.
@@ -430,25 +515,41 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       `jaxloss.train.make_optimizer`), so a grid compiles once, like one run.
       Per-model arrays are rate-major: reshape them to ``[R, S]``. None trains
       every seed at ``config.learning_rate``.
+    loss_params: optional grid of R values of the loss's hyperparameters,
+      name -> a sequence of R finite floats (the same R for every name, and
+      that of ``learning_rates`` when both are given: grid point ``r`` is
+      ``learning_rates[r]`` with ``{name: loss_params[name][r]}``; without
+      ``learning_rates`` every point trains at ``config.learning_rate``).
+      Trains ``R * S`` models, point-major like the rate grid, in the same
+      single compiled program: the values are data, float32 scalars in each
+      model's ``TrainState.loss_params``, passed as ``loss_fn(logits, labels,
+      **loss_params)``, so `loss_fn` must accept them traced. E.g.
+      ``loss_fn=lambda z, y, alpha: jaxloss.get("label_smoothing_cross_entropy",
+      alpha=alpha).loss_from_labels(z, y)`` with ``loss_params={"alpha": (0.0,
+      0.1)}``. None (or ``{}``) calls ``loss_fn(logits, labels)``.
 
   Yields:
     One `EpochResult` per epoch. Generating it is the only host round-trip of
     the epoch. Its ``diverged`` flags the seeds whose training loss or
     parameters are no longer finite; they keep training beside the others (on
-    NaNs), and it is the caller's choice to stop.
+    NaNs), and it is the caller's choice to stop. With ``loss_params`` it carries
+    each model's values (`EpochResult.loss_params`) and rate
+    (``learning_rates``).
   """
   mesh = _resolve_mesh(mesh)
   seeds = tuple(int(s) for s in seeds)
   if not seeds:
     raise ValueError("seeds must not be empty.")
-  rates = None
-  if learning_rates is not None:
-    rates = tuple(float(r) for r in learning_rates)
-    if not rates or not all(np.isfinite(r) and r > 0 for r in rates):
-      raise ValueError(f"learning_rates must be a non-empty sequence of finite rates > 0, "
-                       f"got {learning_rates!r}.")
-    rates, seeds = (tuple(r for r in rates for _ in seeds),  # rate-major: [R, S] flattened
-                    tuple(s for _ in rates for s in seeds))
+  rates, params = _grid_points(learning_rates, loss_params)
+  set_rates = rates is not None  # If not, the optimizer state's rate stays as without a grid.
+  if params is not None and rates is None:
+    rates = (float(config.learning_rate),) * len(next(iter(params.values())))
+  if rates is not None:  # Point-major: [R, S] flattened.
+    n_points, n_seeds = len(rates), len(seeds)
+    rates = tuple(r for r in rates for _ in range(n_seeds))
+    if params is not None:
+      params = {k: tuple(v for v in vals for _ in range(n_seeds)) for k, vals in params.items()}
+    seeds = seeds * n_points
   n_devices = sharding_lib.mesh_size(mesh)
   if config.batch_size % n_devices:
     raise ValueError(
@@ -486,8 +587,11 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   # compile for every run (seconds on CPU), while eager ops hit JAX's per-op
   # cache after the first run of a process.
   states = jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x))(init_keys)
-  if rates is not None:
+  if set_rates:
     states = states.replace(opt_state=with_learning_rate(states.opt_state, np.asarray(rates)))
+  if params is not None:
+    states = states.replace(loss_params={k: jnp.asarray(np.asarray(v, np.float32))
+                                         for k, v in params.items()})
   states = jax.device_put(states, repl)
   completed = 0
   if callable(resume):
@@ -529,14 +633,19 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
     yield EpochResult(epoch=epoch, seeds=seeds, metrics=metrics, seconds=seconds,
                       compile_seconds=compile_seconds if epoch == completed + 1 else 0.0,
                       state=states, params_finite=np.asarray(finite, bool),
-                      learning_rates=rates)
+                      learning_rates=rates, loss_params=params)
 
 
 def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn | None = None,
           seeds: Sequence[int] = (0, 1, 2), on_epoch: Callable[[EpochResult], Any] | None = None,
           mesh="auto", eval_fn: EvalFn | None = None,
-          learning_rates: Sequence[float] | None = None) -> TrainResult:
+          learning_rates: Sequence[float] | None = None,
+          loss_params: Mapping[str, Sequence[float]] | None = None) -> TrainResult:
   """Runs `iterate_training` to the end; calls ``on_epoch(record)`` after each epoch.
+
+  The keywords are those of `iterate_training`: ``learning_rates`` and/or
+  ``loss_params`` train a grid of ``R * S`` models in one program (see
+  `TrainResult.diverged` for how its models are keyed).
 
   Returns:
     A `TrainResult` with the list of `EpochResult` records and the final state
@@ -545,7 +654,7 @@ def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn |
   history: list[EpochResult] = []
   for record in iterate_training(config, data, loss_fn=loss_fn, predict_fn=predict_fn,
                                  seeds=seeds, mesh=mesh, eval_fn=eval_fn,
-                                 learning_rates=learning_rates):
+                                 learning_rates=learning_rates, loss_params=loss_params):
     if history:  # Keep only the latest state alive (device memory).
       history[-1] = dataclasses.replace(history[-1], state=None)
     history.append(record)

@@ -1,0 +1,345 @@
+"""The experiment harness: an experiment declares what it studies, the harness runs it.
+
+An experiment module declares an `Experiment`:
+
+* its settings: a frozen dataclass deriving from `Settings`, whose fields are the command
+  line (`experiments.cli`: defaults, quick values, validation before any data is loaded);
+* its variants (`Variant`: a loss, a model, a dataset, optionally a loss-hyperparameter
+  grid and its own evaluation function);
+* optionally its data (``splits``: named train / validation / test splits built from
+  MNIST; default: MNIST with ``val_size`` training images held out);
+* its report (``report(settings, outcomes) -> Report``: a verdict of at most three
+  sentences, Markdown details, summary fields and figures).
+
+The harness owns the rest: the device line, loading, the protocol of every variant
+(`experiments.protocol`: grid, selection on validation, test once), resumable runs
+(`experiments.runs`), the progress bar and the files in ``--out``: ``config.json``,
+``metrics.jsonl``, ``summary.json``, ``summary.csv``, ``summary.md`` and the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from experiments import cli, outputs, protocol, runs, stats
+
+__all__ = ["Experiment", "Outcome", "Report", "Settings", "Splits", "Variant", "compare",
+           "default_splits", "main"]
+
+_NOT_COMPARED = ("out", "no_progress", "mnist_dir", "data_dir")  # settings that change no number
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The settings every experiment has; an experiment derives its own and may redefine them."""
+
+  seeds: tuple[int, ...] = cli.option(
+      (0, 1, 2, 3, 4), "a count N (seeds 0..N-1) or a comma-separated list; every variant "
+      "gets the same seeds, so comparisons are paired", parse=cli.seeds, quick=(0, 1))
+  lrs: tuple[float, ...] = cli.option(
+      protocol.half_decades(), "Adam peak learning rates, selected per variant on the "
+      "validation split (the grid grows past an edge that wins)", parse=cli.rates,
+      quick=(3e-3,))
+  epochs: int = cli.option(10, "training epochs, the same for selection and the reported runs",
+                           parse=cli.positive_int, quick=2)
+  batch_size: int = cli.option(128, "training batch size", parse=cli.positive_int)
+  val_size: int = cli.option(10000, "training images held out to select on (0: no selection, "
+                             "a single rate, test after every epoch)", parse=cli.nonnegative_int,
+                             quick=512)
+  margin: float = cli.option(0.15, "equivalence margin of the verdicts, in accuracy points",
+                             parse=cli.positive_number)
+  train_subset: int | None = cli.option(None, "use the first N training images only",
+                                        parse=cli.positive_int, quick=2048)
+  test_subset: int | None = cli.option(None, "use the first N test images only",
+                                       parse=cli.positive_int, quick=512)
+  mnist_dir: str | None = cli.option(
+      None, "folder with the four MNIST .gz files (default $JAXLOSS_MNIST_DIR; without it TFDS "
+      "downloads them)")
+  data_dir: str | None = cli.option(None, "TFDS data dir (default $JAXLOSS_DATA_DIR, else "
+                                    "~/tensorflow_datasets)")
+  out: str = cli.option("runs/experiment", "output folder")
+  no_progress: bool = cli.option(False, "hide the progress bar")
+  quick: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One arm of an experiment.
+
+  Attributes:
+    name: its name in tables and run ids (letters, digits, ``._-``).
+    loss_fn: ``loss_fn(logits [B, C], labels, **params) -> scalar``.
+    predict_fn / eval_fn / test_fn: see `experiments.runs.RunSpec`.
+    train: `jaxloss.train.TrainConfig` fields (hidden, num_classes, optimizer, schedule,
+      ...; epochs and batch size default to the settings').
+    params: loss-hyperparameter grid ``{name: values}``, selected jointly with the rate.
+    sweep: loss hyperparameters swept, not selected: every combination is its own outcome,
+      named ``NAME-k=v`` (e.g. ``ls-alpha=0.1``), all trained in one program.
+    rates: this variant's rate grid (default: the settings' ``lrs``).
+    data: the key of its splits (see `Experiment.splits`).
+    metric: the validation metric the selection maximizes.
+    describe: JSON-ready facts about it for ``summary.json``.
+  """
+
+  name: str
+  loss_fn: Callable
+  predict_fn: Callable | None = None
+  eval_fn: Callable | None = None
+  test_fn: Callable | None = None
+  train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  params: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+  sweep: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+  rates: tuple[float, ...] | None = None
+  data: str = "mnist"
+  metric: str = "test_accuracy"
+  describe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """``(images, labels)`` pairs: train, validation (None: no selection) and test."""
+
+  train: tuple[Any, Any]
+  val: tuple[Any, Any] | None
+  test: tuple[Any, Any]
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What one variant gave: its selection and its selected, reported models."""
+
+  variant: Variant
+  selected: protocol.Selected
+
+  @property
+  def test(self) -> dict[str, np.ndarray]:
+    """Test metric -> ``[seeds]`` (``"correct"``: ``[seeds, N]`` per-example correctness)."""
+    return self.selected.result.test
+
+  def accuracy(self) -> np.ndarray:
+    """Final test accuracy in percent, one per seed."""
+    return 100.0 * np.asarray(self.test["test_accuracy"], np.float64)
+
+  def curve(self, metric: str) -> np.ndarray:
+    """``[epochs, seeds]`` of `metric` on the evaluation split (validation, or test)."""
+    return self.selected.result.curve(metric)
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """An experiment's conclusions: ``verdict`` (at most three sentences) opens summary.md."""
+
+  verdict: str
+  markdown: str = ""
+  summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  figures: Mapping[str, Callable[[str], Any]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """What an experiment module declares (see the module docstring)."""
+
+  name: str
+  title: str
+  settings: type
+  variants: Callable[[Any], Sequence[Variant]]
+  report: Callable[[Any, Mapping[str, Outcome]], Report]
+  splits: Callable[[Any, Any], Mapping[str, Splits]] | None = None
+  check: Callable[[Any], list[str]] | None = None
+  description: str = ""
+
+
+def default_splits(settings: Settings, mnist) -> dict[str, Splits]:
+  """MNIST: ``val_size`` training images held out (`validation_split`, seed 0), or none."""
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+
+  test = (mnist.test_images, mnist.test_labels)
+  if not settings.val_size:
+    return {"mnist": Splits((mnist.train_images, mnist.train_labels), None, test)}
+  split = jt.validation_split(mnist, size=settings.val_size, seed=0)
+  return {"mnist": Splits((split.train_images, split.train_labels),
+                          (split.test_images, split.test_labels), test)}
+
+
+def compare(outcomes: Mapping[str, Outcome], pairs: Sequence[tuple[str, str]], *,
+            margin: float) -> list[stats.Comparison]:
+  """Paired verdicts on final test accuracy (`stats.compare_pairs`, exact McNemar, Holm)."""
+  names = {n for pair in pairs for n in pair}
+  return stats.compare_pairs({n: outcomes[n].accuracy() for n in names}, pairs,
+                             correct={n: outcomes[n].test["correct"] for n in names},
+                             margin=margin)
+
+
+def _problems(s: Settings) -> list[str]:
+  """The rules every experiment's settings follow (MNIST has 60000 training images)."""
+  n_train = min(s.train_subset or 60000, 60000)
+  out = []
+  if s.val_size >= n_train:
+    out.append(f"--val-size: must be below the {n_train} training images, got {s.val_size}")
+  elif s.batch_size > n_train - s.val_size:
+    out.append(f"--batch-size: must be at most the {n_train - s.val_size} training images "
+               f"(after the validation split), got {s.batch_size}")
+  if not s.val_size and len(s.lrs) > 1:
+    out.append("--val-size 0 trains without selection: give a single learning rate")
+  return out
+
+
+def _refuse(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  raise SystemExit(2)
+
+
+def _settings_record(settings) -> dict[str, Any]:
+  return {k: v for k, v in cli.to_dict(settings).items() if k not in _NOT_COMPARED}
+
+
+def _check_out(settings) -> None:
+  path = os.path.join(settings.out, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = json.load(f).get("settings", {})
+  wanted = outputs.json_ready(_settings_record(settings))
+  if stored != wanted:
+    diff = runs._differences(stored, wanted)  # pylint: disable=protected-access
+    _refuse(f"{settings.out} holds results of other settings ({diff}). Nothing was changed "
+            f"there. Use another --out, or delete that folder to start again.")
+
+
+def _load(settings):
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+
+  t0 = time.perf_counter()
+  try:
+    mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
+  except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
+    _refuse(str(err))
+  mnist = mnist.subset(settings.train_subset, settings.test_subset)
+  print(f"MNIST: {mnist.train_images.shape[0]} train / {mnist.test_images.shape[0]} test "
+        f"images loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+  return mnist
+
+
+def _config(variant: Variant, settings):
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+
+  return jt.TrainConfig(**{"learning_rate": (variant.rates or settings.lrs)[0],
+                           "epochs": settings.epochs, "batch_size": settings.batch_size,
+                           **variant.train})
+
+
+def _run_variant(variant: Variant, settings, splits: Splits, bar) -> dict[str, Outcome]:
+  config = _config(variant, settings)
+
+  def make_spec(tag, learning_rates, loss_params):
+    describe = {"variant": variant.name, **variant.describe,
+                "eval": "validation" if splits.val is not None else "test",
+                "train_examples": int(np.shape(splits.train[1])[0])}
+    return runs.RunSpec(f"{variant.name}-{tag}", config, variant.loss_fn, variant.predict_fn,
+                        variant.eval_fn, tuple(settings.seeds), describe, learning_rates,
+                        loss_params, variant.test_fn)
+
+  bar.set_postfix_str(variant.name)
+  selected = protocol.select_and_test(
+      make_spec, variant.rates or settings.lrs, params=variant.params, sweep=variant.sweep,
+      train=splits.train, val=splits.val, test=splits.test, out_dir=settings.out,
+      metric=variant.metric, bar=bar, say=bar.write)
+  names = {key: variant.name + "".join(f"-{k}={v:g}" for k, v in zip(variant.sweep, key))
+           for key in selected}
+  return {names[key]: Outcome(variant, sel) for key, sel in selected.items()}
+
+
+def _summary_rows(outcomes: Mapping[str, Outcome]) -> list[dict[str, Any]]:
+  rows = []
+  for name, o in outcomes.items():
+    row: dict[str, Any] = {"variant": name, **o.selected.point}
+    for metric, values in o.test.items():
+      if metric != "correct" and np.ndim(values) == 1:
+        row[f"{metric}_mean"], row[f"{metric}_std"] = outputs.mean_std(values)
+    rows.append(row)
+  return rows
+
+
+def _selection_markdown(outcomes: Mapping[str, Outcome]) -> str:
+  lines = ["| variant | selected | validation score per point (mean over seeds) |", "|---|---|---|"]
+  for name, o in outcomes.items():
+    cells = ", ".join(
+        " ".join(f"{k} {v:g}" for k, v in row.items()
+                 if k not in ("score", "std", "status", "run_id"))
+        + f": {row['score']:.4g}" for row in o.selected.table)
+    chosen = " ".join(f"{k} {v:g}" for k, v in o.selected.point.items())
+    grown = f" (grid grown to {', '.join(f'{r:g}' for r in o.selected.extended)})" \
+        if o.selected.extended else ""
+    lines.append(f"| {name} | {chosen}{grown} | {cells} |")
+  return "\n".join(lines)
+
+
+def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs `experiment` from the command line `argv`; returns the summary written."""
+  prog = f"python -m experiments.{experiment.name}"
+  settings = cli.parse(experiment.settings, argv, prog=prog,
+                       description=experiment.description or experiment.title,
+                       check=lambda s: _problems(s) + list(experiment.check(s) if
+                                                            experiment.check else []))
+  try:
+    variants = list(experiment.variants(settings))
+  except (KeyError, ValueError, TypeError) as err:
+    _refuse(str(err).strip("'\""))
+  _check_out(settings)
+  t_start = time.perf_counter()
+  env = outputs.print_device()
+  mnist = _load(settings)
+  splits = (experiment.splits or default_splits)(settings, mnist)
+  os.makedirs(settings.out, exist_ok=True)
+  config = {"experiment": experiment.name, "settings": _settings_record(settings),
+            "command": cli.command(prog, sys.argv[1:] if argv is None else argv),
+            "environment": env}
+  outputs.write_json(os.path.join(settings.out, "config.json"), outputs.json_ready(config))
+
+  outcomes: dict[str, Outcome] = {}
+  rows: list[dict[str, Any]] = []
+  total = sum(_config(v, settings).epochs for v in variants)
+  with outputs.progress(total, experiment.name, disable=settings.no_progress) as bar:
+    for variant in variants:
+      try:
+        found = _run_variant(variant, settings, splits[variant.data], bar)
+      except runs.RunMismatchError as err:
+        _refuse(str(err))
+      outcomes.update(found)
+      split = "validation" if splits[variant.data].val is not None else "test"
+      results = next(iter(found.values())).selected.results
+      rows += [{"variant": variant.name, "split": split, **r} for res in results for r in res.rows]
+      outputs.write_text(os.path.join(settings.out, "metrics.jsonl"), "".join(
+          json.dumps(outputs.json_ready(r)) + "\n" for r in rows))
+
+  report = experiment.report(settings, outcomes)
+  summary = {"experiment": experiment.name, "title": experiment.title,
+             "verdict": report.verdict, "settings": _settings_record(settings),
+             "variants": {n: {"selected": o.selected.point, "extended": o.selected.extended,
+                              "selection": o.selected.table,
+                              "test": {k: v for k, v in o.test.items() if k != "correct"},
+                              **o.variant.describe} for n, o in outcomes.items()},
+             **report.summary, "wall_seconds": time.perf_counter() - t_start}
+  table = _summary_rows(outcomes)
+  markdown = f"## {experiment.title}\n\n**Verdict.** {report.verdict}\n\n{report.markdown}\n"
+  if settings.val_size:
+    markdown += ("\nLearning-rate selection on the validation split:\n\n"
+                 f"{_selection_markdown(outcomes)}\n")
+  out = settings.out
+  outputs.write_json(os.path.join(out, "summary.json"), outputs.json_ready(summary))
+  outputs.write_text(os.path.join(out, "summary.csv"), outputs.csv_text(table))
+  outputs.write_text(os.path.join(out, "summary.md"), markdown)
+  for name, draw in report.figures.items():
+    draw(os.path.join(out, name))
+  config["wall_seconds"] = summary["wall_seconds"]
+  outputs.write_json(os.path.join(out, "config.json"), outputs.json_ready(config))
+  print(markdown)
+  print(f"wrote {out}/ in {summary['wall_seconds']:.0f} s", flush=True)
+  return outputs.json_ready(summary)
