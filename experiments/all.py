@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
       with open(os.path.join(out, "summary.md")) as f:
         md = f.read()
-      figures, verdict = sorted(glob.glob(os.path.join(out, "*.png"))), result["verdict"]
+      figures, verdict = sorted(glob.glob(os.path.join(out, "*.png"))), result["headline"]
       md += "".join(f"\n![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in figures)
     seconds = float(result.get("wall_seconds", time.perf_counter() - t0))
     md = relink_figures(md, name, figures, report_dir)

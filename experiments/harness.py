@@ -134,12 +134,22 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-  """An experiment's conclusions: ``verdict`` (at most three sentences) opens summary.md."""
+  """An experiment's conclusions.
+
+  Attributes:
+    verdict: at most three sentences with effect sizes and CIs; opens summary.md.
+    markdown: the details (tables, notes) after the verdict.
+    summary: JSON-ready fields added to summary.json (tests assert on these).
+    figures: file name -> ``draw(path)``.
+    headline: one line of at most about 40 words for REPORT.md's "at a glance"
+      (default: the verdict).
+  """
 
   verdict: str
   markdown: str = ""
   summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   figures: Mapping[str, Callable[[str], Any]] = dataclasses.field(default_factory=dict)
+  headline: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,7 +331,8 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict[str,
 
   report = experiment.report(settings, outcomes)
   summary = {"experiment": experiment.name, "title": experiment.title,
-             "verdict": report.verdict, "settings": _settings_record(settings),
+             "verdict": report.verdict, "headline": report.headline or report.verdict,
+             "settings": _settings_record(settings),
              "variants": {n: {"selected": o.selected.point, "extended": o.selected.extended,
                               "selection": o.selected.table,
                               "test": {k: v for k, v in o.test.items() if k != "correct"},

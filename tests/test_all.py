@@ -56,7 +56,7 @@ def test_harness_experiment_section_is_its_summary_md_and_figures(tmp_path, monk
     out.mkdir(parents=True)
     (out / "summary.md").write_text("## Headline?\n\n**Verdict.** CE wins.\n\n| a |\n")
     (out / "curves.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
-    return {"verdict": "CE wins.", "wall_seconds": 3.0}
+    return {"verdict": "CE wins by far.", "headline": "CE wins.", "wall_seconds": 3.0}
 
   monkeypatch.setattr(suite.importlib, "import_module",
                       lambda mod: types.SimpleNamespace(main=main))
