@@ -31,7 +31,7 @@ import numpy as np
 from experiments import cli, outputs, protocol, runs, stats
 
 __all__ = ["Experiment", "Outcome", "Report", "Settings", "Splits", "Variant", "compare",
-           "default_splits", "main"]
+           "default_splits", "load", "main"]
 
 _NOT_COMPARED = ("out", "no_progress", "mnist_dir", "data_dir")  # settings that change no number
 
@@ -223,7 +223,9 @@ def _check_out(settings) -> None:
             f"there. Use another --out, or delete that folder to start again.")
 
 
-def _load(settings):
+def load(settings):
+  """MNIST from the settings' data options, subset as asked; a missing or damaged dataset
+  is one ``error:`` line and exit status 2."""
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
@@ -305,7 +307,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict[str,
   _check_out(settings)
   t_start = time.perf_counter()
   env = outputs.print_device()
-  mnist = _load(settings)
+  mnist = load(settings)
   splits = (experiment.splits or default_splits)(settings, mnist)
   os.makedirs(settings.out, exist_ok=True)
   config = {"experiment": experiment.name, "settings": _settings_record(settings),
