@@ -125,11 +125,15 @@ def test_absurd_learning_rate_diverges_and_others_go_on(tmp_path):
   assert all(r["diverged"] for r in diverged.rows) and diverged.epochs == 1
   with open(tmp_path / "runs" / "ce_lr1e+30" / "result.json") as f:
     assert json.load(f)["status"] == "diverged"
-  best, table = runs.select_learning_rate(
-      lambda lr: make_spec(lr=lr), [1e30, 1e-2], DATA, str(tmp_path))
-  assert best == 1e-2
-  assert table[0]["status"] == "diverged" and table[0]["score"] == -np.inf
-  assert table[1]["status"] == "done" and table[1]["score"] > 0.5
+  grid = runs.run(runs.RunSpec("grid", make_spec().config, SPEC.loss_from_labels, SPEC.predict,
+                              seeds=(0, 1), learning_rates=(1e30, 1e-2)),
+                  DATA, str(tmp_path), mesh=None)
+  assert grid.points() == [{"lr": 1e30}, {"lr": 1e-2}]
+  assert grid.diverged == {0: 1, 1: 1} and grid.status == "done"  # models 0, 1: the 1e30 point
+  blown, fine = grid.point(0), grid.point(1)
+  assert blown.status == "diverged" and blown.diverged == {0: 1, 1: 1}
+  assert fine.status == "done" and fine.diverged == {} and fine.epochs == 3
+  assert {r["lr"] for r in fine.rows} == {1e-2} and fine.final("test_accuracy").min() > 0.5
 
 
 def test_eval_fn_metrics_become_row_keys(tmp_path):
@@ -162,20 +166,33 @@ def test_float_targets_pass_through_the_trainer(tmp_path):
   assert os.path.exists(tmp_path / "runs" / "bce" / "result.json")
 
 
-def test_tune_and_run_selects_on_validation_then_trains(tmp_path):
-  stages = []
+def test_test_split_is_evaluated_once_after_training_and_stored(tmp_path):
+  test = (DATA.test_images[:40], DATA.test_labels[:40])
+  result = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, test=test)
+  assert result.test["correct"].shape == (2, 40) and result.test["correct"].dtype == bool
+  np.testing.assert_allclose(result.test["test_accuracy"], result.test["correct"].mean(axis=1),
+                             rtol=1e-6)
+  again = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, test=test)
+  assert again.resumed_from is None
+  np.testing.assert_array_equal(again.test["correct"], result.test["correct"])
 
-  def make(lr, stage):
-    stages.append((lr, stage))
-    spec = make_spec(lr=lr, run_id=f"{stage}_lr{lr:g}", epochs=2)
-    return spec
 
-  val = jt.Mnist(DATA.train_images[:192], DATA.train_labels[:192],
-                 DATA.train_images[192:], DATA.train_labels[192:])
-  tuned = runs.tune_and_run(make, [1e30, 1e-2], DATA, val, str(tmp_path))
-  assert tuned.lr == 1e-2 and [t["status"] for t in tuned.table] == ["diverged", "done"]
-  assert stages == [(1e30, "select"), (1e-2, "select"), (1e-2, "final")]
-  assert tuned.result.run_id == "final_lr0.01" and tuned.result.status == "done"
+def test_changed_code_retrains_and_says_which(tmp_path, monkeypatch):
+  first = runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None)
+  said = []
+  same = runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None, say=said.append)
+  assert same.resumed_from is None and said == []
+  sources = dict(runs._jaxloss_sources())
+  sources["jaxloss/_src/cross_entropy.py"] = "edited"
+  monkeypatch.setattr(runs, "_jaxloss_sources", lambda: tuple(sources.items()))
+  again = runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None, say=said.append)
+  assert again.resumed_from == 0  # trained again from scratch
+  assert len(said) == 1 and "jaxloss/_src/cross_entropy.py" in said[0]
+  assert no_time(again.rows) == no_time(first.rows)
+  a = runs.code_fingerprint(eval_fn=lambda z, y: {"m": z})
+  b = runs.code_fingerprint(eval_fn=lambda z, y: {"m": -z})
+  assert a["eval_fn"] != b["eval_fn"]  # the function's own source counts
+  assert "jaxloss/train/trainer.py" in a and "jaxloss/_src/registry.py" in a
 
 
 # --------------------------------------------------------------------------- divergence
