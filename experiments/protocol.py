@@ -9,7 +9,8 @@ Every variant (a loss, a model, a dataset) gets the same treatment:
    reported runs: the point with the best mean final validation score over the seeds
    (a diverged seed scores -inf; ties go to the smaller rate, then the first value).
    If the chosen rate sits on an edge of the grid, the grid grows by one half decade
-   in that direction, at most `MAX_EXTENSIONS` times, and the selection is redone.
+   in that direction, at most `MAX_EXTENSIONS` times, and the selection is redone
+   (a single given rate is not a grid: it never grows).
 3. **Test.** The selected point's models ARE the reported models (same seeds, same
    data, no retraining): their test metrics, computed once after training, are read
    for that point only.
@@ -101,7 +102,7 @@ def select_and_test(make_spec: Callable[..., runs.RunSpec], rates: Sequence[floa
     val: ``(images, labels)`` to select on, or None (single point, evaluate on `test`).
     test: ``(images, labels)``, evaluated once after training.
     metric: the evaluation metric to maximize (a key of the rows).
-    extend: grow the grid when a winner sits on an edge.
+    extend: grow the grid (of two rates or more) when a winner sits on an edge.
 
   Returns:
     sweep values (a tuple in the order of `sweep`; ``()`` without one) -> `Selected`.
@@ -146,7 +147,7 @@ def select_and_test(make_spec: Callable[..., runs.RunSpec], rates: Sequence[floa
              for i in best.values() if math.isfinite(table[i]["score"])} - {0}
     direction = max(edges, default=0)  # up first when winners sit on both edges
     used = sum(1 for r in extended if (r > max(rates)) == (direction > 0))
-    if val is None or not extend or direction == 0 or used >= MAX_EXTENSIONS:
+    if val is None or not extend or len(rates) == 1 or direction == 0 or used >= MAX_EXTENSIONS:
       break
     new = _step(max(tried) if direction > 0 else min(tried), direction)
     extended.append(new)

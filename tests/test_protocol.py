@@ -106,6 +106,14 @@ def dataclasses_replace_lr(lr):
                         eval_batch_size=64)
 
 
+def test_a_single_rate_never_grows(tmp_path):
+  calls = []
+  picked = protocol.select_and_test(make_spec_fn(calls, epochs=1), (1e-3,), train=TRAIN, val=VAL,
+                                    test=TEST, out_dir=str(tmp_path), say=lambda t: None)
+  assert [c[0] for c in calls] == ["grid"] and picked[()].extended == []
+  assert picked[()].point == {"lr": 1e-3}
+
+
 def test_without_validation_only_a_single_point():
   with pytest.raises(ValueError, match="nothing is selected"):
     protocol.select_and_test(make_spec_fn([]), (1e-3, 1e-2), train=TRAIN, val=None, test=TEST,
