@@ -179,12 +179,14 @@ def default_splits(settings: Settings, mnist) -> dict[str, Splits]:
 
 
 def compare(outcomes: Mapping[str, Outcome], pairs: Sequence[tuple[str, str]], *,
-            margin: float) -> list[stats.Comparison]:
-  """Paired verdicts on final test accuracy (`stats.compare_pairs`, exact McNemar, Holm)."""
+            margin: float, metric: str = "test_accuracy",
+            correct: str = "correct") -> list[stats.Comparison]:
+  """Paired verdicts on a final test accuracy (`stats.compare_pairs`: t interval over seeds,
+  exact McNemar on the per-example correctness `correct` of the test_fn, Holm)."""
   names = {n for pair in pairs for n in pair}
-  return stats.compare_pairs({n: outcomes[n].accuracy() for n in names}, pairs,
-                             correct={n: outcomes[n].test["correct"] for n in names},
-                             margin=margin)
+  return stats.compare_pairs(
+      {n: 100.0 * np.asarray(outcomes[n].test[metric], np.float64) for n in names}, pairs,
+      correct={n: outcomes[n].test[correct] for n in names}, margin=margin)
 
 
 def _problems(s: Settings) -> list[str]:
@@ -337,7 +339,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict[str,
              "settings": _settings_record(settings),
              "variants": {n: {"selected": o.selected.point, "extended": o.selected.extended,
                               "selection": o.selected.table,
-                              "test": {k: v for k, v in o.test.items() if k != "correct"},
+                              "test": {k: v for k, v in o.test.items() if np.ndim(v) == 1},
                               **o.variant.describe} for n, o in outcomes.items()},
              **report.summary, "wall_seconds": time.perf_counter() - t_start}
   table = _summary_rows(outcomes)
