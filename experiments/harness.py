@@ -310,7 +310,10 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict[str,
   t_start = time.perf_counter()
   env = outputs.print_device()
   mnist = load(settings)
-  splits = (experiment.splits or default_splits)(settings, mnist)
+  try:
+    splits = (experiment.splits or default_splits)(settings, mnist)
+  except ValueError as err:  # e.g. too few images left for the settings
+    _refuse(str(err))
   os.makedirs(settings.out, exist_ok=True)
   config = {"experiment": experiment.name, "settings": _settings_record(settings),
             "command": cli.command(prog, sys.argv[1:] if argv is None else argv),
