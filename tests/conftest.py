@@ -198,7 +198,4 @@ def mnist_loaded_once(mnist_dir, prepared_mnist, monkeypatch, _mnist_memo):
     return _mnist_memo[key]
 
   monkeypatch.setattr(jt, "load_mnist", load_once)
-  benchmark = sys.modules.get("experiments.benchmark")  # imports the loader by name
-  if benchmark is not None:
-    monkeypatch.setattr(benchmark, "load_mnist", load_once)
   return mnist_dir

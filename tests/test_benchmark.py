@@ -1,54 +1,118 @@
-"""Smoke test of experiments.benchmark on a small MNIST subset (no PyTorch)."""
+"""experiments.benchmark: its arithmetic, its command line, and a --quick run on MNIST."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
-from experiments import benchmark
+from experiments import benchmark, cli
 
 KEYS = ("fused_s_per_epoch", "loop_s_per_epoch", "torch_s_per_epoch",
         "matmul_peak_gflops", "fused_gflops")
+# Every key of the JSON line without --grid (the grid adds GRID_KEYS); extra= adds its own.
+RECORD_KEYS = {
+    *KEYS, "fused_fraction_of_peak", "executed_flops_per_epoch", "fused_executed_gflops",
+    "gemm_floor_s_per_epoch", "speedup_vs_loop", "speedup_vs_torch", "fused_samples_per_s",
+    "loop_samples_per_s", "torch_samples_per_s", "fused_epoch_seconds", "loop_epoch_seconds",
+    "torch_epoch_seconds", "flops_per_epoch", "steps_per_epoch", "targets_met"}
+MAIN_KEYS = {"device", "versions", "batch_size", "hidden", "train_examples", "repeats"}
+GRID_KEYS = {"grid", "grid_s_per_epoch", "grid_s_per_model_epoch", "single_s_per_model_epoch",
+             "grid_epoch_seconds"}
 
 
 def test_epoch_flops_of_default_mlp():
-  sizes = benchmark.dense_weight_sizes(784, (512, 512))
-  assert sizes == [784 * 512, 512 * 512, 512 * 10]
-  assert benchmark.epoch_flops(468, 128, sizes) == 468 * 128 * 6 * 668672
+  weights = 784 * 512 + 512 * 512 + 512 * 10
+  assert benchmark.epoch_flops(468, 128, 784, (512, 512)) == 468 * 128 * 6 * weights
+  # The images need no gradient: the first layer's input-gradient product is skipped.
+  assert benchmark.epoch_flops(468, 128, 784, (512, 512), executed=True) == (
+      468 * 128 * (4 * weights + 2 * (512 * 512 + 512 * 10)))
+  assert benchmark.epoch_flops(1, 1, 784, ()) == 6 * 7840  # a linear model
 
 
-def test_hidden_flag_is_parsed():
-  args = benchmark.parse_args(["--hidden", "64,32", "--no-torch"])
-  assert args.hidden == (64, 32) and args.no_torch and args.repeats == 3
-  with pytest.raises(SystemExit):
-    benchmark.parse_args(["--hidden", "64,x"])
-  assert args.grid == (5, 5)
-  assert benchmark.parse_args(["--grid", "0"]).grid is None
-  assert benchmark.parse_args(["--grid", "4,3"]).grid == (4, 3)
-  with pytest.raises(SystemExit):
-    benchmark.parse_args(["--grid", "5"])
+def test_time_runs_warms_up_once_then_times_each_repeat():
+  calls = []
+  warmup, seconds, last = benchmark.time_runs(lambda i: calls.append(i) or 10 * i, repeats=3)
+  assert calls == [0, 1, 2, 3] and last == 30
+  assert len(seconds) == 3 and warmup >= 0 and all(s >= 0 for s in seconds)
+
+
+def test_gemm_floor_of_a_tiny_mlp_is_positive():
+  assert 0 < benchmark.gemm_floor_seconds(8, (4,), steps=2, batch_size=4, repeats=1) < 60
+
+
+def _timing(name, seconds):
+  return benchmark.MethodTiming(name, 1.0, seconds, steps=10, batch_size=100, final_loss=0.5)
+
+
+def test_summarize_keys_targets_and_lines():
+  fused, loop = _timing("fused", (1.0, 2.0, 3.0)), _timing("loop", (3.0, 3.0, 4.0))
+  lines, record = benchmark.summarize(
+      fused, loop, _timing("torch", (2.0,)), peak_gflops=10.0, peak_size=1024,
+      flops_per_epoch=8 * 10**9, executed_flops_per_epoch=6 * 10**9, gemm_floor_s=1.5,
+      extra={"repeats": 3})
+  assert set(record) == RECORD_KEYS | {"repeats"}
+  assert record["fused_s_per_epoch"] == 2.0 and record["fused_samples_per_s"] == 500.0
+  assert record["speedup_vs_loop"] == 1.5 and record["speedup_vs_torch"] == 1.0
+  assert record["fused_gflops"] == 4.0 and record["fused_fraction_of_peak"] == 0.4
+  assert record["targets_met"] == {"speedup_vs_torch": False, "speedup_vs_loop": True,
+                                   "fraction_of_peak": False}
+  assert [line[:4] for line in lines[-3:]] == ["FAIL", "PASS", "FAIL"]
+  _, no_torch = benchmark.summarize(
+      fused, loop, None, peak_gflops=5.0, peak_size=1024, flops_per_epoch=8 * 10**9,
+      executed_flops_per_epoch=6 * 10**9, gemm_floor_s=1.5, extra={})
+  assert no_torch["torch_s_per_epoch"] is None and no_torch["torch_epoch_seconds"] is None
+  assert no_torch["targets_met"]["speedup_vs_torch"] is None
+  assert no_torch["targets_met"]["fraction_of_peak"]  # 4 of 5 GFLOP/s
+
+
+def test_flags_and_quick():
+  parse = lambda *argv: cli.parse(benchmark.Settings, argv, prog="b", description="")  # noqa: E731
+  s = parse("--hidden", "64,32", "--no-torch", "--grid", "4,3")
+  assert s.hidden == (64, 32) and s.no_torch and s.repeats == 3 and s.grid == (4, 3)
+  assert parse().grid == (5, 5) and parse("--grid", "0").grid is None and parse().hidden == (512, 512)
+  quick = parse("--quick", "--repeats", "2")
+  assert (quick.repeats, quick.hidden, quick.train_subset, quick.no_torch, quick.grid) == (
+      2, (32,), 2048, True, (2, 2))
+
+
+def test_bad_flag_exits_2_at_once_without_loading_jax():
+  """``--grid 5``: one ``error:`` line on stderr, exit status 2, nothing imported or loaded."""
+  code = ("import sys\n"
+          "from experiments import benchmark\n"
+          "try:\n"
+          "  benchmark.main(['--grid', '5', '--mnist-dir', '/nonexistent'])\n"
+          "except SystemExit as e:\n"
+          "  assert 'jax' not in sys.modules, 'jax was imported before the flags were checked'\n"
+          "  raise\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                        timeout=60)
+  assert done.returncode == 2, done.stderr
+  assert done.stderr.strip().splitlines() == [
+      "error: --grid: must be R,S (two integers >= 1) or 0, got '5'"]
+  assert done.stdout == ""
 
 
 @pytest.mark.mnist
 @pytest.mark.usefixtures("mnist_loaded_once")
-def test_last_line_is_json_with_positive_timings(mnist_dir, capsys):
-  record = benchmark.main([
-      "--mnist-dir", mnist_dir, "--train-subset", "1024", "--repeats", "1", "--no-torch",
-      "--hidden", "32,32", "--matmul-sizes", "128,256", "--grid", "2,3"])
+def test_quick_run_prints_json_last_with_positive_timings(mnist_dir, capsys):
+  record = benchmark.main(["--quick", "--mnist-dir", mnist_dir, "--matmul-sizes", "128"])
   lines = capsys.readouterr().out.strip().splitlines()
-  assert lines[0].startswith("device: ")
+  assert lines[0].startswith("device: ") and lines[2].startswith("MNIST: 2048 train")
   last = json.loads(lines[-1])
   assert last == json.loads(json.dumps(record))
-  assert set(KEYS) <= set(last)
-  assert last["torch_s_per_epoch"] is None
+  assert set(last) == RECORD_KEYS | MAIN_KEYS | GRID_KEYS
+  assert last["torch_s_per_epoch"] is None and last["versions"]["torch"] is None
   for key in KEYS:
     if key != "torch_s_per_epoch":
       assert isinstance(last[key], float) and math.isfinite(last[key]) and last[key] > 0, key
-  assert last["steps_per_epoch"] == 1024 // 128
-  # The 2 x 3 grid (rates x seeds) is timed as one program, per model and epoch.
-  assert last["grid"] == [2, 3]
-  assert last["grid_s_per_model_epoch"] == pytest.approx(last["grid_s_per_epoch"] / 6)
-  assert last["grid_s_per_model_epoch"] > 0 and last["single_s_per_model_epoch"] > 0
+  assert last["steps_per_epoch"] == 2048 // 128 and last["hidden"] == [32]
+  # The 2 x 2 grid (rates x seeds) is timed as one program, per model and epoch.
+  assert last["grid"] == [2, 2]
+  assert last["grid_s_per_model_epoch"] == pytest.approx(last["grid_s_per_epoch"] / 4)
   assert any(line.startswith(("PASS", "FAIL")) for line in lines)
