@@ -220,7 +220,7 @@ def _check_out(settings) -> None:
     stored = json.load(f).get("settings", {})
   wanted = outputs.json_ready(_settings_record(settings))
   if stored != wanted:
-    diff = runs._differences(stored, wanted)  # pylint: disable=protected-access
+    diff = runs.differences(stored, wanted)
     _refuse(f"{settings.out} holds results of other settings ({diff}). Nothing was changed "
             f"there. Use another --out, or delete that folder to start again.")
 

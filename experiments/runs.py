@@ -59,16 +59,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from experiments import common
+from experiments import outputs
 
-__all__ = ["ADAM_LR_GRID", "RunMismatchError", "RunResult", "RunSpec", "Tuned", "code_fingerprint",
-           "run", "select_learning_rate", "tune_and_run"]
-
-# The learning-rate grid every loss gets with Adam (peak rate, cosine decay),
-# selected on a validation split: the same small grid for every loss is the
-# fairness rule of the experiment suite.
-ADAM_LR_GRID = (3e-4, 1e-3, 3e-3)
-
+__all__ = ["RunMismatchError", "RunResult", "RunSpec", "check_folder", "code_fingerprint",
+           "differences", "run"]
 
 class RunMismatchError(RuntimeError):
   """The run folder holds a different run than the one asked for."""
@@ -161,7 +155,8 @@ class RunSpec:
     n = len(self.learning_rates) if self.learning_rates is not None else len(
         next(iter(self.loss_params.values())))
     rates = self.learning_rates or (self.config.learning_rate,) * n
-    return [{"lr": float(rates[i]), **{k: float(v[i]) for k, v in (self.loss_params or {}).items()}}
+    params = self.loss_params or {}
+    return [{"lr": float(rates[i]), **{k: float(v[i]) for k, v in params.items()}}
             for i in range(n)]
 
   def models(self) -> list[dict[str, Any]]:
@@ -174,7 +169,7 @@ class RunSpec:
         "run_id": self.run_id, "describe": dict(self.describe),
         "config": dataclasses.asdict(self.config), "seeds": list(self.seeds),
         **({"points": self.points()} if self.points() != [{}] else {})},
-        default=common.json_default))
+        default=outputs.json_default))
 
   def code(self) -> dict[str, str]:
     """`code_fingerprint` of this run's functions."""
@@ -274,7 +269,8 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
 
 
 def _write_rows(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-  common.write_text(path, "".join(json.dumps(r, default=common.json_default) + "\n" for r in rows))
+  outputs.write_text(path, "".join(json.dumps(r, default=outputs.json_default) + "\n"
+                                   for r in rows))
 
 
 def _value(x) -> Any:
@@ -282,7 +278,7 @@ def _value(x) -> Any:
   return float(x) if x.ndim == 0 else x.astype(np.float64).tolist()
 
 
-def _differences(stored: Any, wanted: Any, path: str = "", limit: int = 3) -> str:
+def differences(stored: Any, wanted: Any, path: str = "", limit: int = 3) -> str:
   """The settings that differ, e.g. ``"config.learning_rate is 0.003 there, 0.001 here"``."""
   found: list[str] = []
 
@@ -314,7 +310,7 @@ def check_folder(spec: RunSpec, out_dir: str) -> None:
   identity = spec.identity()
   if stored != identity:
     raise RunMismatchError(
-        f"{folder} holds a different run: {_differences(stored, identity)}. Nothing was "
+        f"{folder} holds a different run: {differences(stored, identity)}. Nothing was "
         "changed there. Use another --out, or delete that folder to train this run again.")
 
 
@@ -388,12 +384,12 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
         f"{' ...' if len(changed) > 4 else ''}); training it again")
     shutil.rmtree(folder)
   if not os.path.exists(run_json):
-    common.write_json(run_json, {**spec.identity(), "code": code})
+    outputs.write_json(run_json, {**spec.identity(), "code": code})
 
   if os.path.exists(result_json) and test is not None and not os.path.exists(test_npz):
     say(f"run {spec.run_id}: finished without a test evaluation; training it again for one")
     shutil.rmtree(folder)
-    common.write_json(run_json, {**spec.identity(), "code": code})
+    outputs.write_json(run_json, {**spec.identity(), "code": code})
   if os.path.exists(result_json):
     with open(result_json) as f:
       result = json.load(f)
@@ -461,73 +457,7 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
   if test is not None:
     tested = _test_eval(spec, state, test)
     np.savez_compressed(test_npz, **tested)
-  common.write_json(result_json, {"status": status, "diverged": diverged, "wall_seconds": wall,
+  outputs.write_json(result_json, {"status": status, "diverged": diverged, "wall_seconds": wall,
                                   "epochs": max((r["epoch"] for r in rows), default=0)})
   shutil.rmtree(ckpt, ignore_errors=True)
   return RunResult(spec.run_id, status, rows, diverged, wall, done_epoch, models, tested)
-
-
-def select_learning_rate(make_spec: Callable[[float], RunSpec], learning_rates: Sequence[float],
-                         val_data, out_dir: str, *, metric: str = "test_accuracy", bar=None,
-                         on_epoch=None) -> tuple[float, list[dict[str, Any]]]:
-  """Picks the learning rate with the best mean final `metric` on a validation split.
-
-  Every rate in `learning_rates` gets one run ``make_spec(lr)`` on `val_data`
-  (whose ``test_*`` arrays are the validation split, never the test set). A
-  diverged run, or a diverged seed, scores -inf; ties go to the rate listed first.
-
-  Returns:
-    ``(best_lr, table)`` with one row per rate: ``lr``, ``score`` (mean over
-    seeds), ``std``, ``status``, ``run_id``.
-  """
-  table = []
-  for lr in learning_rates:
-    spec = make_spec(lr)
-    result = run(spec, val_data, out_dir, bar=bar, on_epoch=on_epoch)
-    final = result.final(metric)
-    if result.status == "diverged" or final.size == 0 or not np.all(np.isfinite(final)):
-      score, std = -math.inf, math.nan
-    else:
-      score, std = common.mean_std(final)
-    table.append({"lr": lr, "score": score, "std": std, "status": result.status,
-                  "run_id": spec.run_id})
-  best = max(range(len(table)), key=lambda i: (table[i]["score"], -i))
-  return table[best]["lr"], table
-
-
-
-@dataclasses.dataclass
-class Tuned:
-  """What `tune_and_run` returns: the chosen rate, the selection table and the final run."""
-
-  lr: float
-  table: list[dict[str, Any]]
-  result: RunResult
-
-
-def tune_and_run(make_spec: Callable[[float, str], RunSpec], learning_rates: Sequence[float],
-                 data, val_data, out_dir: str, *, metric: str = "test_accuracy", bar=None,
-                 on_epoch=None) -> Tuned:
-  """The suite's fair protocol: select the rate on validation, then train and test.
-
-  Args:
-    make_spec: ``make_spec(lr, stage) -> RunSpec`` with ``stage`` ``"select"``
-      (a run on `val_data`) or ``"final"`` (a run on `data`). The two stages
-      need different run ids; a script may also give the selection fewer seeds.
-    learning_rates: the grid (one entry skips the selection).
-    data: the real train/test split.
-    val_data: the same training data split into train/validation, e.g.
-      `jaxloss.train.validation_split` (never the test set).
-    metric: the validation metric to maximize (mean over seeds, final epoch).
-
-  Returns:
-    A `Tuned` with the chosen rate, the selection table (empty for one rate) and
-    the final run's `RunResult`.
-  """
-  if len(learning_rates) == 1:
-    lr, table = learning_rates[0], []
-  else:
-    lr, table = select_learning_rate(lambda rate: make_spec(rate, "select"), learning_rates,
-                                     val_data, out_dir, metric=metric, bar=bar,
-                                     on_epoch=on_epoch)
-  return Tuned(lr, table, run(make_spec(lr, "final"), data, out_dir, bar=bar, on_epoch=on_epoch))

@@ -248,6 +248,5 @@ def test_inf_weights_with_inf_logits_are_recorded_as_diverged_and_others_go_on(t
                    np.zeros_like(DATA.test_images), DATA.test_labels)
   inf = runs.run(overflow_spec(), black, str(tmp_path), mesh=None)
   assert_diverged_at_epoch_1(inf, tmp_path / "runs" / "overflow")
-  best, table = runs.select_learning_rate(
-      lambda lr: make_spec(lr=lr, epochs=2), [1e-2], DATA, str(tmp_path))
-  assert best == 1e-2 and table[0]["status"] == "done" and table[0]["score"] > 0.5
+  healthy = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None)
+  assert healthy.status == "done" and healthy.final("test_accuracy").min() > 0.5
