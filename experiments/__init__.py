@@ -1,1 +1,1 @@
-"""Experiments on full MNIST built on jaxloss and jaxloss.train (run as ``python -m experiments.NAME``)."""
+"""jaxloss experiments: one harness (harness.py) and one small module per question."""
