@@ -1,28 +1,17 @@
 """Speed of one MNIST training epoch: fused JAX trainer vs a per-step loop vs PyTorch.
 
-The MLP (784-512-512-10 ReLU), Adam 1e-3, batch 128, softmax cross-entropy, MNIST's training
-set; each row: median s/epoch of ``--repeats`` epochs after a warm-up epoch (compilation
-included), samples/s, ratio to ``fused``:
-
-* ``fused``: jaxloss' trainer: data on the device once, each epoch shuffled with a JAX
-  key and run as ONE jitted ``lax.scan`` call (``make_train_epoch``);
-* ``loop``: the same jitted step called from Python, each batch sliced on the host from
-  a NumPy permutation and transferred;
-* ``torch``: PyTorch eager, the same model, Adam and loss, all CPU threads (or null);
-* ``grid R,S``: R rates (half decades from 1e-4) x S seeds as ONE vmapped program.
-
-Also the float32 matmul peak (jitted ``jnp.dot``), fused GFLOP/s in model FLOPs (6 per
-weight and example) and executed FLOPs (no input gradient of the first layer), and the
-GEMM floor (one epoch's matrix products alone). PASS/FAIL targets: fused >= 1.5x torch,
->= 1.15x loop, >= 75% of peak (exit 0 either way). The LAST line printed is JSON.
-
-Usage::
+MLP 784-512-512-10 ReLU, Adam 1e-3, batch 128, cross-entropy on MNIST's training set. Rows:
+``fused`` (jaxloss' trainer: data on the device once, each epoch ONE jitted ``lax.scan``),
+``loop`` (the same jitted step called from Python on host-sliced batches), ``torch`` (PyTorch
+eager on all CPU threads, or null), ``grid R,S`` (R rates x S seeds as ONE vmapped program);
+each: median s/epoch of ``--repeats`` epochs after a warm-up one, samples/s, ratio to fused.
+Also the float32 matmul peak, fused GFLOP/s and the GEMM floor. PASS/FAIL targets (exit 0
+either way): fused >= 1.5x torch, >= 1.15x loop, >= 75% of peak. Last line printed: JSON. Usage::
 
   JAXLOSS_MNIST_DIR=/path/to/mnist python -m experiments.benchmark [--repeats 5] [--grid 0]
   python -m experiments.benchmark --quick
 """
-# jax, jaxloss and torch are imported in the functions, once the flags are checked.
-# pylint: disable=import-outside-toplevel
+# pylint: disable=import-outside-toplevel  # jax and torch: imported once the flags are checked
 
 from __future__ import annotations
 
@@ -55,9 +44,6 @@ def grid_shape(text: str) -> tuple[int, int] | None:
   return None if text.strip() == "0" else shape
 
 
-positive_ints.metavar, grid_shape.metavar = "LIST", "R,S"
-
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """The command line (``python -m experiments.benchmark --help``)."""
@@ -65,16 +51,16 @@ class Settings:
   repeats: int = cli.option(3, "timed epochs after a warm-up", parse=cli.positive_int, quick=1)
   batch_size: int = cli.option(128, "examples per step", parse=cli.positive_int)
   hidden: tuple[int, ...] = cli.option((512, 512), "hidden layer widths", parse=positive_ints,
-                                       quick=(32,))
+                                       quick=(32,), metavar="LIST")
   train_subset: int | None = cli.option(None, "the first N training images only",
                                         parse=cli.positive_int, quick=2048)
   test_subset: int | None = cli.option(None, "first N test images (unused)", parse=cli.positive_int)
   no_torch: bool = cli.option(False, "skip PyTorch (reported as null)", quick=True)
   matmul_sizes: tuple[int, ...] = cli.option((1024, 2048, 4096), "matrix sizes of the peak",
-                                             parse=positive_ints, quick=(256, 512))
+                                             parse=positive_ints, quick=(256, 512), metavar="LIST")
   matmul_repeats: int = cli.option(3, "timed matmuls per size", parse=cli.positive_int)
   grid: tuple[int, int] | None = cli.option((5, 5), "learning rates x seeds (0: no grid)",
-                                            parse=grid_shape, quick=(2, 2))
+                                            parse=grid_shape, quick=(2, 2), metavar="R,S")
   seed: int = cli.option(0, "seed of the initializations and shuffling", parse=cli.nonnegative_int)
   mnist_dir: str | None = cli.option(None, "MNIST .gz folder (none: $JAXLOSS_MNIST_DIR)")
   data_dir: str | None = cli.option(None, "TFDS data dir (none: $JAXLOSS_DATA_DIR)")
@@ -128,8 +114,7 @@ def time_runs(run: Callable[[int], object], repeats: int) -> tuple[float, list[f
 
 def gemm_floor_seconds(input_dim: int, hidden: Sequence[int], *, steps: int, batch_size: int,
                        repeats: int = 3) -> float:
-  """Best-of-`repeats` seconds of one epoch's products alone (forward, weight and activation
-  gradients but the first layer's), constant data, no bias, activation, loss or optimizer."""
+  """Best-of-`repeats` seconds of one epoch's executed matrix products alone (constant data)."""
   import jax
   import jax.numpy as jnp
   dims = [input_dim, *hidden, NUM_CLASSES]
@@ -153,8 +138,7 @@ def gemm_floor_seconds(input_dim: int, hidden: Sequence[int], *, steps: int, bat
 
 def matmul_peak_gflops(sizes: Sequence[int] = (1024, 2048, 4096), repeats: int = 3,
                        seed: int = 0) -> tuple[float, int]:
-  """``(best GFLOP/s, its n)`` of a jitted ``jnp.dot`` of two ``n x n`` float32 matrices
-  (``2 n^3`` FLOPs), one warm-up and `repeats` timed calls per size."""
+  """``(best GFLOP/s, its n)`` of a jitted float32 ``n x n`` ``jnp.dot``, best of `repeats`."""
   import jax
   import jax.numpy as jnp
   dot, best = jax.jit(jnp.dot), (0.0, sizes[0])
@@ -181,9 +165,7 @@ def bench_jax(images, labels, *, hidden, batch_size, repeats, seed=0, loop=False
     train_step, rng = jax.jit(step), np.random.default_rng(seed)
     def run_loop_epoch(_):
       nonlocal state
-      perm = rng.permutation(images.shape[0])
-      for i in range(steps):
-        idx = perm[i * batch_size:(i + 1) * batch_size]
+      for idx in rng.permutation(images.shape[0])[:steps * batch_size].reshape(steps, -1):
         state, metrics = train_step(state, jax.device_put((images[idx], labels[idx])))
       jax.block_until_ready((state, metrics))
       return metrics["train_loss"]
@@ -209,18 +191,10 @@ def bench_jax(images, labels, *, hidden, batch_size, repeats, seed=0, loop=False
   return MethodTiming.timed(name, run_epoch, repeats, steps, batch_size)
 
 
-def _torch():
-  """PyTorch, or None where it is not installed."""
-  return importlib.import_module("torch") if importlib.util.find_spec("torch") else None
-
-
-def bench_torch(images, labels, *, hidden, batch_size, repeats, seed=0) -> MethodTiming | None:
-  """``torch`` (None when not importable): the data as float32 in [0, 1] once, each epoch a
-  ``torch.randperm``, ``torch.set_num_threads(os.cpu_count())``."""
-  if (torch := _torch()) is None:
-    return None
+def bench_torch(images, labels, *, hidden, batch_size, repeats, seed=0) -> MethodTiming:
+  """``torch``: the data as float32 in [0, 1] once, a ``torch.randperm`` per epoch, all CPUs."""
+  import torch
   from torch import nn
-  from torch.nn import functional as F
   torch.set_num_threads(os.cpu_count() or 1)
   torch.manual_seed(seed)
   x = torch.from_numpy(images.reshape(images.shape[0], -1).astype(np.float32) / 255.0)
@@ -232,14 +206,12 @@ def bench_torch(images, labels, *, hidden, batch_size, repeats, seed=0) -> Metho
   generator, steps = torch.Generator().manual_seed(seed), x.shape[0] // batch_size
   def run_epoch(_):
     perm = torch.randperm(x.shape[0], generator=generator)
-    for i in range(steps):
-      idx = perm[i * batch_size:(i + 1) * batch_size]
+    for idx in perm[:steps * batch_size].view(steps, -1):
       optimizer.zero_grad(set_to_none=True)
-      loss = F.cross_entropy(model(x[idx]), y[idx])
+      loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
       loss.backward()
       optimizer.step()
     return loss.item()
-  model.train()
   return MethodTiming.timed("torch", run_epoch, repeats, steps, batch_size)
 
 
@@ -300,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   s = cli.parse(Settings, argv, prog="python -m experiments.benchmark", check=_problems,
                 description="Seconds per MNIST training epoch; the last line printed is JSON.")
   env = outputs.print_device()
-  dev, torch = env["device"], None if s.no_torch else _torch()
+  has_torch = not s.no_torch and importlib.util.find_spec("torch") is not None
+  torch = importlib.import_module("torch") if has_torch else None  # None: not measured
   libs = {"python": env["python"],
           **{k: env["versions"][k] for k in ("jax", "jaxlib", "flax", "optax", "numpy")},
           "torch": None if torch is None else torch.__version__}
@@ -313,12 +286,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
   peak, peak_size = matmul_peak_gflops(s.matmul_sizes, s.matmul_repeats, s.seed)
   common = dict(hidden=s.hidden, batch_size=s.batch_size, repeats=s.repeats, seed=s.seed)
   fused, loop = bench_jax(images, labels, **common), bench_jax(images, labels, loop=True, **common)
-  torch_timing = None if s.no_torch else bench_torch(images, labels, **common)
+  torch_timing = None if torch is None else bench_torch(images, labels, **common)
   grid = s.grid and bench_jax(images, labels, grid=s.grid, **common)
   floor = gemm_floor_seconds(input_dim, s.hidden, steps=steps, batch_size=s.batch_size,
                              repeats=s.repeats)
   flops = [epoch_flops(steps, s.batch_size, input_dim, s.hidden, executed=e) for e in (False, True)]
-  device = "{platform} ({device_kind}), {device_count} device(s), {cpu_count} CPUs".format(**dev)
+  device = "{platform} ({device_kind}), {device_count} device(s), {cpu_count} CPUs".format(
+      **env["device"])
   lines, record = summarize(
       fused, loop, torch_timing, peak_gflops=peak, peak_size=peak_size, flops_per_epoch=flops[0],
       executed_flops_per_epoch=flops[1], gemm_floor_s=floor, extra={
@@ -333,8 +307,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     record.update(grid=list(s.grid), grid_s_per_epoch=grid.seconds,
                   grid_s_per_model_epoch=per_model, single_s_per_model_epoch=fused.seconds,
                   grid_epoch_seconds=list(grid.epoch_seconds))
-  print("\n".join(lines))
-  print(json.dumps(record), flush=True)
+  print("\n".join([*lines, json.dumps(record)]), flush=True)
   return record
 
 

@@ -1,19 +1,15 @@
 """Command lines from config dataclasses, every value parsed and checked before any work.
 
-A script declares its settings as a frozen dataclass of `option` fields, plus a plain
-``quick: bool = False`` field if it has a ``--quick`` mode, and calls `parse`: one
-flag per option, ``--help`` with each real default and quick value, and a bad value,
-unknown flag or failed `check` refused with one line on stderr (``error: --epochs:
-must be an integer >= 1, got '0'``) and exit status 2 before anything else runs.
-``--quick`` replaces the default of each option with a quick value unless its flag
-was given. A parse function maps text to a value or raises ValueError("must be
-..."); its ``metavar`` attribute names the value in ``--help``.
+A script declares its settings as a frozen dataclass of `option` fields and calls `parse`: a
+bad value, unknown flag or failed `check` is refused with one line on stderr (``error:
+--epochs: must be an integer >= 1, got '0'``) and exit status 2 before anything else runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import math
 import shlex
@@ -29,28 +25,15 @@ _KEY = "experiments.cli"  # the dataclass field metadata key of an option
 _Option = collections.namedtuple("_Option", "help parse quick choices metavar flag")
 
 
-def _refuse(message: str) -> NoReturn:
-  print("error: " + " ".join(str(message).splitlines()), file=sys.stderr)
-  raise SystemExit(2)
-
-
-def _int_at_least(text: str, low: int) -> int:
-  try:
-    if int(text) >= low:
-      return int(text)
-  except ValueError:
-    pass
-  raise ValueError(f"must be an integer >= {low}")
-
-
-def positive_int(text: str) -> int:
-  """An integer ``>= 1`` (epochs, a batch size): ``"0"`` is refused."""
-  return _int_at_least(text, 1)
-
-
-def nonnegative_int(text: str) -> int:
-  """An integer ``>= 0``."""
-  return _int_at_least(text, 0)
+def _int_at_least(low: int) -> Callable[[str], int]:
+  """A parse function for an integer ``>= low``."""
+  def parse_int(text: str) -> int:
+    with contextlib.suppress(ValueError):
+      if int(text) >= low:
+        return int(text)
+    raise ValueError(f"must be an integer >= {low}")
+  parse_int.metavar = "N"
+  return parse_int
 
 
 def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
@@ -66,18 +49,14 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
   """A parse function for a finite number in a range (nan and inf are always refused).
 
   Args:
-    low: the smallest allowed value, or None for no lower bound.
-    high: the largest allowed value, or None for no upper bound.
-    low_open: refuse `low` itself (``> low`` instead of ``>= low``).
-    high_open: refuse `high` itself.
+    low, high: the smallest and the largest allowed value; None: no bound.
+    low_open, high_open: refuse the bound itself (``> low`` instead of ``>= low``).
   """
   bounds = _bounds(low, high, low_open, high_open)
-
   def parse_number(text: str) -> float:
-    try:
+    value = math.nan
+    with contextlib.suppress(ValueError):
       value = float(text)
-    except ValueError:
-      value = math.nan
     if not (math.isfinite(value)
             and (low is None or value > low or (value == low and not low_open))
             and (high is None or value < high or (value == high and not high_open))):
@@ -85,9 +64,6 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
     return value
   parse_number.metavar = "X"
   return parse_number
-
-
-positive_number = number(0.0, low_open=True)  # a finite number > 0
 
 
 def _list(text: str, item: Callable[[str], Any], must: str, *, empty: bool = False,
@@ -116,10 +92,9 @@ def seeds(text: str) -> tuple[int, ...]:
   must = "must be a count >= 1 or distinct comma-separated integers >= 0"
   if "," in text:
     return _list(text, nonnegative_int, must)
-  try:
+  with contextlib.suppress(ValueError):
     return tuple(range(positive_int(text)))
-  except ValueError:
-    raise ValueError(must) from None
+  raise ValueError(must)
 
 
 def numbers(low: float | None = None, high: float | None = None, *, low_open: bool = False,
@@ -127,14 +102,10 @@ def numbers(low: float | None = None, high: float | None = None, *, low_open: bo
   """A parse function for distinct comma-separated numbers (at least one), each as `number`."""
   item = number(low, high, low_open=low_open, high_open=high_open)
   bounds = _bounds(low, high, low_open, high_open)
-
   def parse_numbers(text: str) -> tuple[float, ...]:
     return _list(text, item, "must be distinct comma-separated finite numbers" + bounds)
   parse_numbers.metavar = "LIST"
   return parse_numbers
-
-
-rates = numbers(0.0, low_open=True)  # a learning-rate grid
 
 
 def names(text: str) -> tuple[str, ...]:
@@ -142,7 +113,10 @@ def names(text: str) -> tuple[str, ...]:
   return _list(text, str, "must be distinct comma-separated non-empty names")
 
 
-positive_int.metavar = nonnegative_int.metavar = "N"
+positive_int = _int_at_least(1)  # an integer >= 1 (epochs, a batch size): "0" is refused
+nonnegative_int = _int_at_least(0)  # an integer >= 0
+positive_number = number(0.0, low_open=True)  # a finite number > 0
+rates = numbers(0.0, low_open=True)  # a learning-rate grid
 ints.metavar = names.metavar = "LIST"
 seeds.metavar = "N|LIST"
 
@@ -154,18 +128,14 @@ def option(default: Any, help: str,  # pylint: disable=redefined-builtin
   """A dataclass field that `parse` turns into a command-line flag.
 
   Args:
-    default: the value when the flag is not given (not parsed). A bool option is a flag
-      without a value that turns something on: its default must be False.
+    default: the value without the flag (not parsed). TypeError unless it is False for a
+      bool option (a flag that turns something on), or a str or None, or `parse` is given.
     help: what the option is; `parse` appends the default and the quick value.
     parse: text -> value, raising ValueError("must be ..."); None keeps the text (a str).
-    quick: the value under ``--quick`` (not parsed); by default ``--quick`` leaves it.
+    quick: the value under ``--quick`` unless the flag is given (not parsed); default: `default`.
     choices: the allowed values (after `parse`).
     metavar: the value's name in ``--help``; default: the parse function's ``metavar``.
     flag: the flag, e.g. ``"--lr"``; default: ``--`` and the field name, ``_`` -> ``-``.
-
-  Raises:
-    TypeError: a bool default other than False, or a default other than a str or None
-      without `parse`.
   """
   if default is True or (parse is None and not isinstance(default, (str, bool, type(None)))):
     raise TypeError(f"option({default!r}, {help!r}): a bool default must be False and "
@@ -176,7 +146,8 @@ def option(default: Any, help: str,  # pylint: disable=redefined-builtin
 
 class _Parser(argparse.ArgumentParser):
   def error(self, message: str) -> NoReturn:
-    _refuse(message)
+    print("error: " + " ".join(str(message).splitlines()), file=sys.stderr)
+    raise SystemExit(2)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -197,8 +168,7 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, *, prog: str, descrip
   """Parses `argv` (default ``sys.argv[1:]``) into a `cls` instance, or exits.
 
   Args:
-    cls: a dataclass whose fields are `option` fields, and optionally a plain
-      ``quick: bool = False`` field, which adds ``--quick``.
+    cls: a dataclass of `option` fields, plus ``quick: bool = False`` for ``--quick``.
     argv: the arguments, without the program name.
     prog: how the script is run, e.g. ``"python -m experiments.zoo"``.
     description: the ``--help`` description.
@@ -206,8 +176,7 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, *, prog: str, descrip
 
   Raises:
     SystemExit: 0 after ``--help``; 2 after printing one ``error: ...`` line on stderr.
-    TypeError: a field of `cls` is neither an `option` nor ``quick``, or an option has a
-      quick value and `cls` has no ``quick`` field.
+    TypeError: a field is neither an `option` nor ``quick``, or quick values lack ``quick``.
   """
   fields = {f.name: f for f in dataclasses.fields(cls)}
   has_quick = fields.pop("quick", None) is not None
@@ -242,25 +211,24 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, *, prog: str, descrip
   values = {"quick": quick} if has_quick else {}
   for name, opt in options.items():
     if name in given:
-      values[name] = _value(flags[name], opt, given[name])
+      values[name] = _value(parser, flags[name], opt, given[name])
     elif quick and opt.quick is not dataclasses.MISSING:
       values[name] = opt.quick
   config = cls(**values)
-  problems = list(check(config)) if check else []
-  if problems:
-    _refuse(problems[0])
+  if check and (problems := list(check(config))):
+    parser.error(problems[0])
   return config
 
 
-def _value(flag: str, opt: _Option, text: Any) -> Any:
+def _value(parser: _Parser, flag: str, opt: _Option, text: Any) -> Any:
   if text is True:  # a bool flag
     return True
   try:
     value = text if opt.parse is None else opt.parse(text)
   except ValueError as e:
-    _refuse(f"{flag}: {e}, got {text!r}")
+    parser.error(f"{flag}: {e}, got {text!r}")
   if opt.choices is not None and value not in opt.choices:
-    _refuse(f"{flag}: must be one of {', '.join(map(str, opt.choices))}, got {text!r}")
+    parser.error(f"{flag}: must be one of {', '.join(map(str, opt.choices))}, got {text!r}")
   return value
 
 

@@ -1,20 +1,16 @@
 """Host-side (NumPy) dataset constructions for the experiments (experiment-only data).
 
-Every function here works on NumPy arrays (usually a `Mnist`), keeps no global
-state and, where randomness is involved, is fully determined by an explicit
-integer ``seed`` (through ``np.random.default_rng``): the same seed gives
-identical arrays on every call.
+Every function works on NumPy arrays (usually a `Mnist`), keeps no global state and draws
+only from an explicit integer ``seed``: the same seed gives identical arrays on every call.
 
 * `binary_digits`: two digits only, labels 1 / 0 (fastai book, chapter 4: 3s vs 7s).
-* `two_digit_images` / `two_digit_mnist`: two different digits side by side
-  (``[28, 56]`` images) with multi-hot targets, for multi-label losses.
+* `two_digit_images` / `two_digit_mnist`: two different digits side by side (``[28, 56]``
+  images) with multi-hot targets, for multi-label losses.
 * `open_set_split`: train on some digits, keep the others as unseen test images.
-* `non_digit_images` / `with_na_class`: synthetic non-digit images as an extra
-  "not a digit" class.
+* `non_digit_images` / `with_na_class`: synthetic images as an extra "not a digit" class.
 * `symmetric_label_noise`: flips an exact fraction of labels to other classes.
 
-The generic validation split lives in the training wing
-(`jaxloss.train.validation_split`).
+The generic validation split is `jaxloss.train.validation_split`.
 """
 
 from __future__ import annotations
@@ -25,15 +21,8 @@ import numpy as np
 
 from jaxloss.train.data import Mnist
 
-__all__ = [
-    "binary_digits",
-    "non_digit_images",
-    "open_set_split",
-    "symmetric_label_noise",
-    "two_digit_images",
-    "two_digit_mnist",
-    "with_na_class",
-]
+__all__ = ["binary_digits", "non_digit_images", "open_set_split", "symmetric_label_noise",
+           "two_digit_images", "two_digit_mnist", "with_na_class"]
 
 _SIDE = 28  # MNIST images are _SIDE x _SIDE.
 
@@ -54,8 +43,8 @@ def _integer_labels(labels, name: str = "labels") -> np.ndarray:
 def binary_digits(data: Mnist, positive: int = 3, negative: int = 7) -> Mnist:
   """Only the images of two digits, labelled 1 (`positive`) and 0 (`negative`).
 
-  The fastai book's chapter-4 setup ("3s vs 7s", the 3s being target 1). Both
-  splits are filtered with their order preserved.
+  The fastai book's chapter-4 setup ("3s vs 7s", the 3s being target 1); both splits keep
+  their order.
 
   Args:
     data: a `Mnist` with integer labels ``[N]``.
@@ -63,15 +52,7 @@ def binary_digits(data: Mnist, positive: int = 3, negative: int = 7) -> Mnist:
     negative: the digit labelled 0.
 
   Returns:
-    A `Mnist`: images as in `data` (uint8 ``[M, 28, 28]``), int32 labels ``[M]``
-    in ``{0, 1}``.
-
-  Example:
-    >>> images = np.zeros((4, 28, 28), np.uint8)
-    >>> data = Mnist(images, np.array([3, 1, 7, 3], np.int32),
-    ...              images, np.array([7, 7, 0, 3], np.int32))
-    >>> binary_digits(data).train_labels, binary_digits(data).test_labels
-    (array([1, 0, 1], dtype=int32), array([0, 0, 1], dtype=int32))
+    A `Mnist`: images as in `data`, int32 labels ``[M]`` in ``{0, 1}``.
   """
   if positive == negative:
     raise ValueError(f"positive and negative must differ, both are {positive}")
@@ -89,10 +70,8 @@ def two_digit_images(images, labels, *, n: int, seed: int,
                      num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
   """Images of two different digits side by side, with multi-hot targets.
 
-  For each of the `n` examples a left image is drawn uniformly (with
-  replacement) from `images`, then a right image uniformly among the images
-  whose digit differs from the left one (rejection sampling), and the two are
-  concatenated along the width: ``left | right``.
+  Each of the `n` examples is ``left | right`` (along the width): `left` drawn uniformly
+  from `images`, `right` uniformly among the images of the other digits.
 
   Args:
     images: ``[N, 28, 28]`` images (uint8).
@@ -102,8 +81,8 @@ def two_digit_images(images, labels, *, n: int, seed: int,
     num_classes: length of the multi-hot target.
 
   Returns:
-    ``(images, targets)``: uint8 ``[n, 28, 56]`` and float32
-    ``[n, num_classes]`` with exactly two ones, at the two digits.
+    ``(images, targets)``: uint8 ``[n, 28, 56]`` and float32 ``[n, num_classes]`` with
+    exactly two ones, at the two digits.
 
   Example:
     >>> images = np.stack([np.full((28, 28), d, np.uint8) for d in range(3)])
@@ -126,8 +105,7 @@ def two_digit_images(images, labels, *, n: int, seed: int,
   rng = np.random.default_rng(seed)
   left = rng.integers(0, len(labels), size=n)
   right = rng.integers(0, len(labels), size=n)
-  # Redraw the right image wherever its digit equals the left one: the accepted
-  # right image is uniform over all images of the other digits.
+  # Rejection sampling: redraw each right image whose digit equals the left one.
   same = labels[left] == labels[right]
   while same.any():
     right[same] = rng.integers(0, len(labels), size=int(same.sum()))
@@ -142,10 +120,7 @@ def two_digit_images(images, labels, *, n: int, seed: int,
 
 def two_digit_mnist(data: Mnist, *, train_size: int = 60000, test_size: int = 10000,
                     seed: int = 0) -> Mnist:
-  """`two_digit_images` for both splits: a multi-label MNIST.
-
-  Training pairs are drawn from the training split, test pairs from the test
-  split, each with its own seed derived from `seed`.
+  """`two_digit_images` for both splits (each from its own split): a multi-label MNIST.
 
   Args:
     data: a `Mnist` with integer labels 0..9.
@@ -154,8 +129,8 @@ def two_digit_mnist(data: Mnist, *, train_size: int = 60000, test_size: int = 10
     seed: seed from which the two per-split seeds are derived.
 
   Returns:
-    A `Mnist` whose images are uint8 ``[size, 28, 56]`` and whose ``*_labels``
-    fields hold float32 multi-hot targets ``[size, 10]`` (two ones each).
+    A `Mnist` whose images are uint8 ``[size, 28, 56]`` and whose ``*_labels`` fields
+    hold float32 multi-hot targets ``[size, 10]`` (two ones each).
   """
   train_seed, test_seed = _derived_seeds(seed, 2)
   return Mnist(*two_digit_images(data.train_images, data.train_labels, n=train_size,
@@ -174,18 +149,9 @@ def open_set_split(data: Mnist, seen: Sequence[int] = (0, 1, 2, 3, 4)
       to ``0..len(seen)-1`` in this order.
 
   Returns:
-    ``(mnist, unseen_test_images, unseen_test_labels)``: a `Mnist` holding only
-    the seen digits in both splits (order preserved, int32 remapped labels);
-    the test images of every other digit (same dtype and shape as the test
-    images); and their original digits (int32).
-
-  Example:
-    >>> images = np.zeros((4, 28, 28), np.uint8)
-    >>> data = Mnist(images, np.array([2, 5, 0, 2], np.int32),
-    ...              images, np.array([0, 9, 2, 7], np.int32))
-    >>> known, unseen_images, unseen_labels = open_set_split(data, seen=(2, 0))
-    >>> known.train_labels, known.test_labels, unseen_labels
-    (array([0, 1, 0], dtype=int32), array([1, 0], dtype=int32), array([9, 7], dtype=int32))
+    ``(mnist, unseen_test_images, unseen_test_labels)``: a `Mnist` holding only the seen
+    digits in both splits (order preserved, int32 remapped labels); the test images of
+    every other digit; and their original digits (int32).
   """
   seen = [int(d) for d in seen]
   if not seen or len(set(seen)) != len(seen) or min(seen) < 0:
@@ -233,8 +199,7 @@ def _blobs(rng: np.random.Generator, m: int, k: int = 3) -> np.ndarray:
 
 def _strokes(rng: np.random.Generator, m: int, k: int = 3) -> np.ndarray:
   r, c = _grid()
-  # 2..k straight segments (a single one could pass for a "1"), width ~1-3 px:
-  # distance from each pixel to each segment.
+  # 2..k straight segments (one could pass for a "1"), ~1-3 px wide: each pixel's distance.
   p = rng.uniform(2.0, _SIDE - 3.0, size=(m, k, 2, 1, 1))
   q = rng.uniform(2.0, _SIDE - 3.0, size=(m, k, 2, 1, 1))
   d = q - p
@@ -276,11 +241,9 @@ def _patterns(rng: np.random.Generator, m: int) -> np.ndarray:
 def non_digit_images(n: int, *, seed: int) -> np.ndarray:
   """Synthetic images that are not digits, for an extra "NA" class.
 
-  A shuffled mix in (almost) equal shares of four kinds: sparse uniform
-  noise, one to three Gaussian blobs, two or three straight strokes (half of
-  them with a rectangle outline), and stripe/checkerboard patterns in a random
-  window. Like MNIST, the background is mostly black (0) and lit pixels spread
-  over 0..255.
+  A shuffled mix in (almost) equal shares of sparse uniform noise, 1-3 Gaussian blobs,
+  2-3 straight strokes (half with a rectangle outline) and stripe/checkerboard patterns
+  in a random window. Like MNIST: a mostly black background, lit pixels over 0..255.
 
   Args:
     n: number of images.
@@ -308,10 +271,9 @@ def non_digit_images(n: int, *, seed: int) -> np.ndarray:
 def with_na_class(data: Mnist, *, n_train: int, n_test: int, seed: int) -> Mnist:
   """Adds a "not a digit" class of `non_digit_images` to both splits.
 
-  The new class's label is one more than the largest label of either split
-  (10 for MNIST). The extra images are appended to each split, then the
-  training split is shuffled (deterministically from `seed`); the test split
-  keeps the original images first.
+  Its label is one more than the largest label of either split (10 for MNIST). The extra
+  images are appended to each split; then the training split is shuffled (from `seed`),
+  while the test split keeps its original images first.
 
   Args:
     data: a `Mnist` with integer labels ``[N]``.
@@ -320,8 +282,8 @@ def with_na_class(data: Mnist, *, n_train: int, n_test: int, seed: int) -> Mnist
     seed: seed from which the image and shuffle seeds are derived.
 
   Returns:
-    A `Mnist` with ``N_train + n_train`` / ``N_test + n_test`` examples,
-    uint8 images and int32 labels.
+    A `Mnist` with ``N_train + n_train`` / ``N_test + n_test`` examples, uint8 images and
+    int32 labels.
 
   Example:
     >>> images = np.zeros((3, 28, 28), np.uint8)
@@ -333,14 +295,14 @@ def with_na_class(data: Mnist, *, n_train: int, n_test: int, seed: int) -> Mnist
   test_labels = _integer_labels(data.test_labels, "test_labels")
   na = int(max(train_labels.max(initial=-1), test_labels.max(initial=-1))) + 1
   train_seed, test_seed, shuffle_seed = _derived_seeds(seed, 3)
-  train_images = np.concatenate(
-      [np.asarray(data.train_images, np.uint8), non_digit_images(n_train, seed=train_seed)])
-  train_labels = np.concatenate(
-      [train_labels.astype(np.int32), np.full(n_train, na, np.int32)])
+
+  def extend(images, labels, n, extra_seed):
+    return (np.concatenate([np.asarray(images, np.uint8), non_digit_images(n, seed=extra_seed)]),
+            np.concatenate([labels.astype(np.int32), np.full(n, na, np.int32)]))
+
+  train_images, train_labels = extend(data.train_images, train_labels, n_train, train_seed)
+  test_images, test_labels = extend(data.test_images, test_labels, n_test, test_seed)
   perm = np.random.default_rng(shuffle_seed).permutation(len(train_labels))
-  test_images = np.concatenate(
-      [np.asarray(data.test_images, np.uint8), non_digit_images(n_test, seed=test_seed)])
-  test_labels = np.concatenate([test_labels.astype(np.int32), np.full(n_test, na, np.int32)])
   return Mnist(train_images[perm], train_labels[perm], test_images, test_labels)
 
 
@@ -348,8 +310,8 @@ def symmetric_label_noise(labels, *, rate: float, num_classes: int,
                           seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Flips exactly ``round(rate * N)`` labels, each to a different class.
 
-  The flipped positions are drawn uniformly without replacement; each flipped
-  label becomes one of the other ``num_classes - 1`` classes, uniformly.
+  The flipped positions are drawn uniformly without replacement; each flipped label
+  becomes one of the other ``num_classes - 1`` classes, uniformly.
 
   Args:
     labels: integer labels ``[N]`` in ``[0, num_classes)``.
@@ -358,12 +320,11 @@ def symmetric_label_noise(labels, *, rate: float, num_classes: int,
     seed: seed of the draws.
 
   Returns:
-    ``(noisy_labels, flipped)``: int32 ``[N]`` and a boolean mask ``[N]`` of
-    the flipped positions (``noisy_labels != labels`` exactly there).
+    ``(noisy_labels, flipped)``: int32 ``[N]`` and a boolean mask ``[N]`` of the flipped
+    positions (``noisy_labels != labels`` exactly there).
 
   Raises:
-    ValueError: `rate` outside ``[0, 1]``, fewer than 2 classes, or labels out
-      of range.
+    ValueError: `rate` outside ``[0, 1]``, fewer than 2 classes, or labels out of range.
 
   Example:
     >>> noisy, flipped = symmetric_label_noise(np.zeros(10, np.int32), rate=0.3,
@@ -379,8 +340,7 @@ def symmetric_label_noise(labels, *, rate: float, num_classes: int,
   if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
     raise ValueError(f"labels must be in [0, {num_classes}), got range "
                      f"[{labels.min()}, {labels.max()}]")
-  rng = np.random.default_rng(seed)
-  n = labels.size
+  rng, n = np.random.default_rng(seed), labels.size
   count = round(rate * n)
   flipped_at = rng.choice(n, size=count, replace=False)
   # A non-zero offset mod num_classes is uniform over the other classes.

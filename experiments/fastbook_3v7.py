@@ -1,14 +1,12 @@
-"""The fastai book's chapter-4 3-vs-7 models: does ``mnist_loss`` reach the book's accuracies,
-and is binary cross-entropy better in exactly the book's setup?
+"""The fastai book's 3-vs-7 models: does ``mnist_loss`` reach the book's accuracies; is BCE better?
 
-Protocol (the book's rates as printed, NO selection): MNIST's 3s (target 1) and 7s to train
-(12396) and, as the book's "validation", the test split's (2038); linear 784-1 with the book's
-``init_params`` (N(0, 1)), plain SGD lr 1.0, batch 256, 20 epochs; ``simple_net`` 784-30-1
-ReLU, PyTorch's init, SGD lr 0.1, 40 epochs; each with ``mnist_loss`` (`jaxloss.sigmoid_difference`)
-and with binary cross-entropy on one logit, several seeds (the book: one unshuffled run; our
-batches are reshuffled, the ragged last one dropped). Verdict: BCE vs mnist_loss per model
-(`harness.compare`); final accuracy minus the book's (`BOOK`), 95% prediction interval of one
-run. Outputs: the harness's files, a per-epoch table in ``summary.md``, ``accuracy.png``::
+The book's chapter-4 setup, NO selection: MNIST's 3s (target 1) and 7s, 12396 to train, the test
+split's 2038 as the book's "validation"; linear 784-1 (the book's ``init_params``, N(0, 1)), plain
+SGD lr 1.0, batch 256, 20 epochs; ``simple_net`` 784-30-1 ReLU (PyTorch's init), lr 0.1, 40
+epochs; each with ``mnist_loss`` (`jaxloss.sigmoid_difference`) and with BCE on one logit, over
+seeds (the book: one unshuffled run; ours reshuffled, the ragged last batch dropped). Verdict:
+BCE vs mnist_loss per model (`harness.compare`); final accuracy minus the book's (`BOOK`), 95%
+prediction interval of one run. Also a per-epoch table in ``summary.md``, ``accuracy.png``::
 
   JAXLOSS_MNIST_DIR=/work/shared/data/mnist python -m experiments.fastbook_3v7
   python -m experiments.fastbook_3v7 --quick --out /tmp/fastbook_quick
@@ -59,7 +57,6 @@ def _mean_loss(name: str, logits_Bx1, labels_B):
   """Batch mean of the jaxloss loss `name` on one logit, targets ``labels_B[:, None]``."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   return jnp.mean(getattr(jaxloss, name)(logits_Bx1, labels_B[:, None].astype(logits_Bx1.dtype)))
 
 
@@ -71,7 +68,6 @@ def predict(logits_Bx1):
   """The book's decision ``sigmoid(z) > 0.5`` as int32 labels ``[B]`` (1 = a 3)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
   return (jax.nn.sigmoid(logits_Bx1[:, 0]) > 0.5).astype(jnp.int32)
 
 
@@ -79,7 +75,6 @@ def eval_fn(logits_Nx1, labels_N) -> dict[str, Any]:
   """Accuracy, both mean losses, and the share wrong with probability > `CONFIDENT`."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
   p_N = jax.nn.sigmoid(logits_Nx1[:, 0])
   wrong_N = predict(logits_Nx1) != labels_N
   return {"test_accuracy": jnp.mean(~wrong_N), "test_bce": bce_loss(logits_Nx1, labels_N),
@@ -90,7 +85,6 @@ def eval_fn(logits_Nx1, labels_N) -> dict[str, Any]:
 def splits(s: Settings, mnist) -> dict[str, harness.Splits]:
   """The 3s and 7s of each split; the book's validation set is the test split's."""
   from experiments import datasets  # pylint: disable=import-outside-toplevel
-
   d = datasets.binary_digits(mnist, 3, 7)
   if (n := d.train_labels.size) < s.batch_size:
     print(f"error: --batch-size: must be at most the {n} training 3s and 7s, got {s.batch_size}",

@@ -1,15 +1,13 @@
 """Why does cross-entropy train faster than the sigmoid-difference loss? The gradients.
 
-(a) Analytic, no data (in `report`): every multi-class registry loss's loss and ``dL/dz_y`` vs
-the margin ``m = z_y - max_{c != y} z_c`` (K = 10, float64, ``jax.vmap(jax.grad)``), the other
-logits at 0 (A) or at ``--others-level`` (B). (b) MNIST training (harness protocol) with
-cross-entropy, sigmoid-difference and sigmoid BCE (one-hot); per epoch, on a fixed probe of
-TRAINING images: logit-gradient norms ``||dl_i/dz_i||`` (mean over all and over misclassified
-probe images, share of those below ``--tiny``) and the held-out accuracy, from one evaluation
-split: probe (labels 0..K-1) then held-out images (labels + K). Verdict: cross-entropy vs each
-other loss on test accuracy (`harness.compare`) and on the per-seed log10 ratio of mean norms on
-misclassified probe images (paired t, Holm). Also writes analytic.json/.png and training.png.
-Usage: ``JAXLOSS_MNIST_DIR=../shared/data/mnist python -m experiments.gradients [--quick]``."""
+(a) Analytic (`analytic_curves`): each multi-class loss's loss and ``dL/dz_y`` vs the margin
+``m = z_y - max_{c != y} z_c`` (K = 10), other logits at 0 (A) or ``--others-level`` (B).
+(b) MNIST training with cross-entropy, sigmoid-difference and sigmoid BCE; per epoch, on a
+fixed probe of TRAINING images put before each held-out split (labels + K there): the norms
+``||dl_i/dz_i||`` on all and on misclassified probe images, the share below ``--tiny``.
+Verdict: cross-entropy vs each other loss on test accuracy (`harness.compare`) and on the log10
+ratio of mean norms on misclassified probe images (paired t over seeds, Holm). Also writes
+analytic.json/.png and training.png. Usage: ``python -m experiments.gradients [--quick]``."""
 
 from __future__ import annotations
 
@@ -114,14 +112,11 @@ def make_eval_fn(spec, tiny: float = 1e-3):
 
 def variants(s: Settings) -> list[harness.Variant]:
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   facts, n = {"probe_size": s.probe_size, "probe_seed": s.probe_seed, "tiny": s.tiny}, s.probe_size
-
-  def test_fn(spec):  # "correct" of the held-out part only: [N - probe_size]
-    return lambda z_NxK, y_N: {"correct": spec.predict(z_NxK[n:]) == y_N[n:] - K}
-  return [harness.Variant(spec.name, spec.loss_from_labels, spec.predict,
-                          make_eval_fn(spec, s.tiny), test_fn(spec), train={"hidden": s.hidden},
-                          describe=facts) for spec in map(jaxloss.get, LOSSES)]
+  return [harness.Variant(  # test_fn: "correct" of the held-out part only, [N - probe_size]
+      spec.name, spec.loss_from_labels, spec.predict, make_eval_fn(spec, s.tiny),
+      lambda z_NxK, y_N, spec=spec: {"correct": spec.predict(z_NxK[n:]) == y_N[n:] - K},
+      train={"hidden": s.hidden}, describe=facts) for spec in map(jaxloss.get, LOSSES)]
 
 
 def finite_mean(x, axis=None):
@@ -144,8 +139,7 @@ def summarize(name: str, o: harness.Outcome) -> dict[str, Any]:
 
 
 def norm_contrasts(rows: Sequence[Mapping[str, Any]]) -> list[stats.Comparison]:
-  """First row vs each other on log10 ``wrong_norm_per_seed`` (paired t, Holm; verdicts
-  larger / smaller / equivalent / inconclusive), or [] if a value is NaN."""
+  """First row vs each other on log10 ``wrong_norm_per_seed`` (paired t, Holm); [] with a NaN."""
   logs = {r["loss"]: np.log10(np.asarray(r["wrong_norm_per_seed"], np.float64)) for r in rows}
   if not all(np.isfinite(v).all() for v in logs.values()):
     return []
@@ -194,7 +188,6 @@ def plot_training(outcomes: Mapping[str, harness.Outcome], s: Settings, path: st
 
 def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Report:
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   trained, n = list(outcomes), len(GRID)
   curves = analytic_curves(tuple(jaxloss.multiclass()), GRID + MARGINS, s.others_level)
   outputs.write_json(os.path.join(s.out, "analytic.json"), outputs.json_ready({
@@ -222,10 +215,9 @@ def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Repo
   markdown = "\n\n".join([
       "**(a) Analytic** (analytic.png): every multi-class loss; values at the margins in "
       "summary.json, curves in analytic.json.",
-      f"**(b) Training** (training.png), MLP 784-{'-'.join(map(str, s.hidden))}-10: test "
-      f"accuracy %, then the final models on {s.probe_size} probe training images, mean over "
-      f"seeds (wrong: misclassified; tiny: norm < {s.tiny:g}; peak: highest over epochs; nan: "
-      "none wrong).",
+      f"**(b) Training** (training.png), MLP 784-{'-'.join(map(str, s.hidden))}-10: test accuracy "
+      f"%, then the final models on {s.probe_size} probe training images, mean over seeds (wrong: "
+      f"misclassified; tiny: norm < {s.tiny:g}; peak: highest over epochs; nan: none wrong).",
       "\n".join("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row)
                 + " |" for row in [["loss", *keys], ["---"] * (len(keys) + 1),
                                    *([r["loss"], *(r[k] for k in keys)] for r in rows)])])

@@ -1,21 +1,13 @@
 """Does label smoothing improve MNIST accuracy (clean and noisy labels), at a cost in confidence?
 
-Label smoothing trains against ``(1 - alpha) * onehot + alpha / K`` instead of the one-hot
-label (`jaxloss.get("label_smoothing_cross_entropy", alpha=...)`; alpha = 0 is plain
-cross-entropy). Does it raise test accuracy with clean training labels, and with 20% of them
-wrong (`experiments.datasets.symmetric_label_noise`, one fixed seed, applied BEFORE the
-validation split, so validation labels are as noisy as training labels; test labels clean)?
-What does it do to confidence and calibration?
-
-Protocol (`experiments.harness`): per noise rate one variant, every alpha trained in ONE
-program (alpha is traced data, ``sweep``), the learning rate selected per (noise, alpha) on the
-noisy validation split, the selected models tested once on the clean test set (accuracy, ECE,
-NLL, mean confidence). Verdict: each alpha > 0 against alpha = 0 at the same noise rate
-(`harness.compare`: paired t CI over seeds, exact McNemar, Holm across all pairs), and the
-change in mean confidence (paired t CI and t test, Holm).
-
-Outputs in ``--out``: the harness's files and ``alpha.png`` (test accuracy and confidence vs
-alpha, 95% CIs). Usage::
+Label smoothing trains against ``(1 - alpha) * onehot + alpha / K`` (alpha 0: cross-entropy),
+on clean training labels and with 20% of them wrong (`datasets.symmetric_label_noise`, one
+fixed seed, BEFORE the validation split; test labels clean). Per noise rate one variant trains
+every alpha in ONE program (traced alpha, ``sweep``); the rate is selected per (noise, alpha)
+on the noisy validation split; the selected models are tested once on the clean test set
+(accuracy, ECE, NLL, mean confidence). Verdict: each alpha > 0 vs alpha = 0 at the same noise
+rate (`harness.compare`: paired t CI, exact McNemar, Holm across all pairs) and the change in
+mean confidence (paired t CI and test, Holm). Also writes ``alpha.png``. Usage::
 
   JAXLOSS_MNIST_DIR=/work/shared/data/mnist python -m experiments.label_smoothing
   python -m experiments.label_smoothing --quick --out /tmp/ls_quick
@@ -68,13 +60,11 @@ def outcome_name(rate: float, alpha: float) -> str:
 def splits(s: Settings, mnist) -> dict[str, harness.Splits]:
   """Per noise rate: noisy training labels, then the validation split; clean test labels."""
   from experiments import datasets  # pylint: disable=import-outside-toplevel
-  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-
   out = {}
   for rate in s.noise_rates:
     noisy_N, _ = datasets.symmetric_label_noise(mnist.train_labels, rate=rate,
                                                 num_classes=NUM_CLASSES, seed=s.noise_seed)
-    noisy = jt.Mnist(mnist.train_images, noisy_N, mnist.test_images, mnist.test_labels)
+    noisy = dataclasses.replace(mnist, train_labels=noisy_N)
     out[data_key(rate)] = harness.default_splits(s, noisy)["mnist"]
   return out
 
@@ -82,7 +72,6 @@ def splits(s: Settings, mnist) -> dict[str, harness.Splits]:
 def smoothed_loss(logits_BxC, labels_B, alpha):
   """Label-smoothed cross-entropy with a traced `alpha` (0: plain cross-entropy)."""
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   return jaxloss.get("label_smoothing_cross_entropy", alpha=alpha).loss_from_labels(
       logits_BxC, labels_B)
 
@@ -119,11 +108,10 @@ def summarize(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> list[dict
   for rate in s.noise_rates:
     for alpha in sorted(s.alphas):
       name = outcome_name(rate, alpha)
-      test = outcomes[name].test
-      row = {"outcome": name, "noise_rate": rate, "alpha": alpha, "lr": outcomes[name].selected.lr}
-      row["acc_mean"], row["acc_std"] = outputs.mean_std(outcomes[name].accuracy())
-      for key in ("test_ece", "test_nll", "test_confidence"):
-        row[key] = float(np.mean(test[key]))
+      o = outcomes[name]
+      row = {"outcome": name, "noise_rate": rate, "alpha": alpha, "lr": o.selected.lr}
+      row["acc_mean"], row["acc_std"] = outputs.mean_std(o.accuracy())
+      row |= {k: float(np.mean(o.test[k])) for k in ("test_ece", "test_nll", "test_confidence")}
       rows.append({**row, **effects.get(name, {})})
   return rows
 
@@ -182,8 +170,7 @@ def table_markdown(rows: Sequence[dict[str, Any]], s: Settings) -> str:
 
 def plot_alpha(s: Settings, outcomes: Mapping[str, harness.Outcome], path: str) -> None:
   """Test accuracy % and mean confidence vs alpha, one line per noise rate, 95% t CIs."""
-  plt = plots.pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  fig, axes = plots.pyplot().subplots(1, 2, figsize=(11, 4.2))
   alphas = sorted(s.alphas)
   for rate, color in zip(s.noise_rates, plots.colors(len(s.noise_rates))):
     for ax, values in ((axes[0], lambda o: o.accuracy()),
@@ -192,14 +179,12 @@ def plot_alpha(s: Settings, outcomes: Mapping[str, harness.Outcome], path: str) 
       cis = [_interval(v) for v in per_alpha]
       mean = np.array([np.nanmean(v) for v in per_alpha])
       err = np.array([[m - i.low, i.high - m] if i else [0, 0] for m, i in zip(mean, cis)]).T
-      ax.errorbar(alphas, mean, yerr=err, marker="o", capsize=3, color=color,
-                  label=_label(rate))
+      ax.errorbar(alphas, mean, yerr=err, marker="o", capsize=3, color=color, label=_label(rate))
     acc = [np.mean(outcomes[outcome_name(rate, a)].accuracy()) / 100 for a in alphas]
     axes[1].plot(alphas, acc, ls=":", color=color, label=f"accuracy / 100, {_label(rate)}")
-  axes[0].set_ylabel("test accuracy % (clean test labels)")
-  axes[1].set_ylabel("mean max softmax probability (test)")
-  for ax in axes:
-    ax.set_xlabel("label smoothing alpha")
+  for ax, label in zip(axes, ("test accuracy % (clean test labels)",
+                              "mean max softmax probability (test)")):
+    ax.set(xlabel="label smoothing alpha", ylabel=label)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
   fig.suptitle("Final test metrics: mean over seeds, 95% t CI")

@@ -2,17 +2,12 @@
 
 Each image shows two DIFFERENT MNIST digits side by side (28x56), its target the set of both
 (multi-hot). One MLP trains per loss: ``bce`` (``multilabel_bce``), ``sigdiff`` (the fastai
-book's ``mean |sigmoid(z) - t|``), ``softmax`` (cross-entropy on ``t / sum(t)``), decoded by
-the two highest logits (top-2) and, sigmoid losses, by ``z > 0`` (no count of labels needed).
-
-Protocol (`experiments.protocol`): rate selected per loss on validation exact-set accuracy
-(top-2: ``test_accuracy``). ``--val-size`` training IMAGES are held out BEFORE pairing (an
-image is in about two pairs: splitting pairs would leak); validation pairs come from them,
-training pairs from the rest, test pairs from the test images. Verdicts: the first loss vs
-each other (`harness.compare`: paired t CI, exact McNemar, Holm), ``z > 0`` vs top-2 per
-sigmoid loss (paired t, Holm). Outputs: the harness's files and ``accuracy.png``.
-
-Usage::
+book's ``mean |sigmoid(z) - t|``), ``softmax`` (cross-entropy on ``t / sum(t)``), decoded by the
+two highest logits (top-2) and, sigmoid losses, by ``z > 0`` (no count of labels needed). The
+rate is selected per loss on validation exact-set accuracy (top-2), the validation pairs drawn
+from ``--val-size`` training IMAGES held out BEFORE pairing (an image is in about two pairs:
+splitting pairs would leak). Verdicts: the first loss vs each other (`harness.compare`),
+``z > 0`` vs top-2 per sigmoid loss (paired t, Holm). Also writes ``accuracy.png``. Usage::
 
   JAXLOSS_MNIST_DIR=/work/shared/data/mnist python -m experiments.multilabel
   python -m experiments.multilabel --quick --out /tmp/multilabel
@@ -34,11 +29,9 @@ LOSSES, SIGMOID = ("bce", "sigdiff", "softmax"), ("bce", "sigdiff")
 
 
 def multilabel_loss(logits_BxC, targets_BxC, *, kind: str):
-  """Batch loss on multi-hot targets: `kind` ``bce`` (``multilabel_bce``), ``sigdiff``
-  (``mean |sigmoid(z) - t|``) or ``softmax`` (cross-entropy on ``t / sum(t)``)."""
+  """Batch loss on multi-hot targets; `kind`: ``bce``, ``sigdiff`` or ``softmax``."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   if kind == "bce":
     return jaxloss.get("multilabel_bce").loss(logits_BxC, targets_BxC)
   if kind == "sigdiff":
@@ -48,12 +41,10 @@ def multilabel_loss(logits_BxC, targets_BxC, *, kind: str):
 
 
 def evaluate(logits_NxC, targets_NxC, *, threshold: bool) -> dict[str, Any]:
-  """``test_accuracy`` (exact-set, top-2), ``macro_f1_top2``; if `threshold`, of ``z > 0``:
-  ``exact_threshold``, ``macro_f1_threshold``, ``count_threshold`` (mean digits predicted),
-  ``two_threshold`` (share of images with exactly two). Pure and traceable (an ``eval_fn``)."""
+  """The eval_fn: exact-set accuracy and macro F1 of top-2 decoding; if `threshold`, also of
+  ``z > 0``, the mean count of digits it predicts and the share of images with exactly two."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   top2_NxC = jaxloss.top_k_multi_hot(logits_NxC, k=NUM_LABELS)
   out = {"test_accuracy": jnp.mean(jaxloss.exact_set_accuracy(top2_NxC, targets_NxC)),
          "macro_f1_top2": jaxloss.macro_f1(top2_NxC, targets_NxC)}
@@ -69,7 +60,6 @@ def evaluate(logits_NxC, targets_NxC, *, threshold: bool) -> dict[str, Any]:
 def correct_top2(logits_NxC, targets_NxC) -> dict[str, Any]:
   """``{"correct": [N] bool}``: exact-set correctness of top-2 decoding (for McNemar)."""
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   top2_NxC = jaxloss.top_k_multi_hot(logits_NxC, k=NUM_LABELS)
   return {"correct": jaxloss.exact_set_accuracy(top2_NxC, targets_NxC) > 0.5}
 
@@ -98,7 +88,6 @@ def splits(s: Settings, mnist) -> dict[str, harness.Splits]:
   """Training and validation pairs from disjoint training IMAGES, test pairs from test images."""
   from experiments import datasets  # pylint: disable=import-outside-toplevel
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-
   images = jt.validation_split(mnist, size=s.val_size, seed=0) if s.val_size else mnist
   pairs = datasets.two_digit_mnist(images, train_size=s.train_pairs, test_size=s.val_size,
                                    seed=s.data_seed)
@@ -110,7 +99,6 @@ def splits(s: Settings, mnist) -> dict[str, harness.Splits]:
 
 def variants(s: Settings) -> list[harness.Variant]:
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   if unknown := [n for n in s.losses if n not in LOSSES]:
     raise ValueError(f"--losses: must be among {', '.join(LOSSES)}, got {', '.join(unknown)}")
   if s.batch_size > s.train_pairs:

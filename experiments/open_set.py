@@ -1,18 +1,15 @@
 """Open-set MNIST: do softmax or sigmoid outputs say "none of the above"; does an "NA" class help?
 
-A classifier trained on some digits (``--seen``) meets digits it has never seen: softmax must
-name a known class, sigmoids can all be low, an extra "NA" class is the textbook fix. Methods:
-``softmax_ce`` (score: max softmax), ``sigmoid_bce`` (max sigmoid; natural rule: every sigmoid
-< 0.5), ``ce_na`` (a K+1-th class of `datasets.non_digit_images`; 1 - p(NA); rule: argmax =
-NA), each rate selected by seen accuracy on held-out seen training images. Test: the seen test
-digits, then the unseen ones labelled ``-1 - digit``; the eval_fn (`metrics`) gives seen
-accuracy, the share of unseen digits rejected at the threshold keeping ``--recall`` % of the
-seen ones, and AUROC, ranking scores by their log-odds computed exactly from the logits
-(float32 probabilities saturate at 1 and tie). Verdicts vs softmax_ce: rejection and AUROC
-(paired t over seeds, Holm over the four, margin ``--score-margin``) and seen accuracy
-(`harness.compare`). Outputs: the harness's files and ``separation.png``.
-
-Usage::
+Trained on some digits (``--seen``), a classifier meets digits it has never seen: softmax must
+name a known class, sigmoids can all be low, an extra "NA" class is the textbook fix. Methods
+(score; natural rule): ``softmax_ce`` (max softmax), ``sigmoid_bce`` (max sigmoid; every
+sigmoid < 0.5), ``ce_na`` (a K+1-th class of `datasets.non_digit_images`; 1 - p(NA); argmax =
+NA); each rate selected by seen accuracy on held-out seen training images. Test: the seen test
+digits, then the unseen ones labelled ``-1 - digit``; `metrics`: seen accuracy, the share of
+unseen digits rejected at the threshold keeping ``--recall`` % of the seen ones, and AUROC, on
+the scores' exact log-odds (float32 probabilities saturate at 1 and tie). Verdicts vs
+softmax_ce: rejection and AUROC (paired t over seeds, Holm over the four, ``--score-margin``),
+seen accuracy (`harness.compare`). Also writes ``separation.png``. Usage::
 
   JAXLOSS_MNIST_DIR=../shared/data/mnist python -m experiments.open_set
   python -m experiments.open_set --quick --out /tmp/open_set_quick
@@ -27,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from experiments import cli, harness, plots, stats
+from experiments import cli, harness, outputs, plots, stats
 
 METHODS = ("softmax_ce", "sigmoid_bce", "ce_na")
 LOSS_OF = {"softmax_ce": "softmax_cross_entropy", "sigmoid_bce": "sigmoid_binary_cross_entropy",
@@ -69,7 +66,6 @@ def log_odds(method: str, logits_NxC, num_seen: int):
   """``[N]`` log-odds of the method's score, exact from the logits (no float32 ties at p = 1)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
   if method == "sigmoid_bce":  # sigmoid(max z) has log-odds max z
     return jnp.max(logits_NxC, axis=-1)
   if method == "ce_na":  # (1 - p_NA) / p_NA = sum over the digits of e^z / e^z_NA
@@ -81,13 +77,9 @@ def log_odds(method: str, logits_NxC, num_seen: int):
 
 
 def separation(score_N, seen_N, recall: int) -> dict[str, Any]:
-  """Unseen rejected at the threshold keeping `recall` % of seen; AUROC seen vs unseen.
-
-  As `jaxloss.threshold_at_recall` (``ceil`` in integers), `jaxloss.rejection_rate` (strictly
-  below) and `jaxloss.auroc`, on masks: any split; NaN if it lacks seen or unseen digits.
-  """
+  """Unseen rejected at the threshold keeping `recall` % of seen; AUROC seen vs unseen. As
+  `jaxloss.threshold_at_recall`, `rejection_rate` and `auroc`, on masks; NaN without either."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
   n_in, n_out = jnp.sum(seen_N), jnp.sum(~seen_N)
   seen_first_N = jnp.sort(jnp.where(seen_N, score_N, jnp.inf))  # seen ascending, then inf
   threshold = seen_first_N[jnp.maximum(n_in - (recall * n_in + 99) // 100, 0)]
@@ -101,12 +93,9 @@ def separation(score_N, seen_N, recall: int) -> dict[str, Any]:
 
 
 def metrics(logits_NxC, labels_N, *, method: str, num_seen: int, recall: int) -> dict[str, Any]:
-  """The eval_fn: seen-digit (label >= 0) accuracy as ``test_accuracy``, and `separation`.
-
-  With a natural rule: ``rule_unseen_rejected`` / ``rule_seen_rejected``, the shares it rejects.
-  """
+  """The eval_fn: seen-digit (label >= 0) accuracy as ``test_accuracy``, and `separation`;
+  with a natural rule, the shares it rejects: ``rule_unseen_rejected`` / ``rule_seen_rejected``."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
   seen_N = labels_N >= 0
   correct_N = seen_correct(logits_NxC, labels_N, num_seen=num_seen)["correct"]
   out = {"test_accuracy": jnp.sum(correct_N) / jnp.sum(seen_N),
@@ -122,13 +111,11 @@ def metrics(logits_NxC, labels_N, *, method: str, num_seen: int, recall: int) ->
 def seen_correct(logits_NxC, labels_N, *, num_seen: int) -> dict[str, Any]:
   """The test_fn: ``correct`` ``[N]``, a seen digit named right (unseen: never, in every arm)."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-
   return {"correct": (labels_N >= 0) & (jnp.argmax(logits_NxC[:, :num_seen], axis=-1) == labels_N)}
 
 
 def variants(s: Settings) -> list[harness.Variant]:
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   k = len(s.seen)
   return [harness.Variant(
       m, jaxloss.get(LOSS_OF[m]).loss_from_labels,
@@ -143,7 +130,6 @@ def splits(s: Settings, mnist) -> dict[str, harness.Splits]:
   """Seen training images (NA images added for ce_na), held-out seen ones, seen+unseen test."""
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
   from experiments import datasets  # pylint: disable=import-outside-toplevel
-
   known, unseen_images, unseen_digits = datasets.open_set_split(mnist, seen=s.seen)
   n_train = len(known.train_labels) - s.val_size
   if n_train < s.batch_size or not len(known.test_labels) or not len(unseen_digits):
@@ -165,10 +151,6 @@ def _percent(outcome: harness.Outcome, metric: str) -> np.ndarray:
   return 100.0 * np.asarray(outcome.test[metric], np.float64)
 
 
-def _mean_sd(values: np.ndarray) -> str:
-  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
-
-
 def score_verdicts(outcomes: Mapping[str, harness.Outcome], margin: float
                    ) -> list[tuple[str, stats.Comparison]]:
   """``(metric, comparison)`` of rejection and AUROC per pair, in points: paired t, Holm."""
@@ -182,8 +164,7 @@ def score_verdicts(outcomes: Mapping[str, harness.Outcome], margin: float
 
 def plot_separation(outcomes: Mapping[str, harness.Outcome], s: Settings, path: str) -> None:
   """Rejection at the threshold and AUROC per method: mean, 95% t interval, the seeds."""
-  plt = plots.pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plots.pyplot().subplots(1, 2, figsize=(10, 4))
   for ax, metric in zip(axes, SEPARATION):
     for x, (m, color) in enumerate(zip(METHODS, plots.colors(len(METHODS)))):
       values_S = _percent(outcomes[m], metric)
@@ -220,7 +201,8 @@ def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Repo
       + f"; vs softmax CE, sigmoid BCE is {called['sigmoid_bce']} and the NA class "
       f"{called['ce_na']} (margin {s.score_margin:g} percentage points).")
   rows = [f"| {m} | {SCORE_OF[m]} | " + " | ".join(
-      _mean_sd(_percent(outcomes[m], k)) if k in outcomes[m].test else "-"
+      "{:.2f} ± {:.2f}".format(*outputs.mean_std(_percent(outcomes[m], k)))
+      if k in outcomes[m].test else "-"
       for k in ("test_accuracy", *SEPARATION, "rule_unseen_rejected", "rule_seen_rejected"))
       + f" | {RULE_OF.get(m, 'none: argmax names a digit')} |" for m in METHODS]
   markdown = "\n".join([

@@ -19,20 +19,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["describe_device", "environment", "first_crossing", "json_default", "json_ready",
+__all__ = ["environment", "first_crossing", "json_ready",
            "mean_std", "csv_text", "print_device", "progress", "write_json", "write_text"]
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-datasets", "tensorflow-cpu",
              "matplotlib", "jaxloss")
-
-
-def describe_device() -> dict[str, Any]:
-  """The accelerator JAX runs on: platform (cpu/gpu/tpu), kind, count."""
-  import jax  # pylint: disable=import-outside-toplevel
-
-  devices = jax.devices()
-  return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
-          "device_count": len(devices), "cpu_count": os.cpu_count()}
 
 
 def _version(package: str) -> str | None:
@@ -44,8 +35,12 @@ def _version(package: str) -> str | None:
 
 def environment() -> dict[str, Any]:
   """Device, package versions, Python, platform and the command line, for config.json."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  devices = jax.devices()
   return {
-      "device": describe_device(),
+      "device": {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
+                 "device_count": len(devices), "cpu_count": os.cpu_count()},
       "versions": {name: _version(name) for name in _PACKAGES},
       "python": sys.version.split()[0],
       "platform": platform.platform(),
@@ -66,7 +61,8 @@ def _command_line() -> str:
   return " ".join([head] + sys.argv[1:])
 
 
-def _atomic_write(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically (a temporary file renamed into place)."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
@@ -80,27 +76,9 @@ def _atomic_write(path: str, text: str) -> None:
     raise
 
 
-def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically."""
-  _atomic_write(path, text)
-
-
 def write_json(path: str, obj: Any) -> None:
-  """Writes `obj` as indented JSON to `path` atomically."""
-  _atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
-
-
-def json_default(obj):
-  """`json.dumps` default for NumPy scalars and arrays and tuples."""
-  if isinstance(obj, (np.integer,)):
-    return int(obj)
-  if isinstance(obj, (np.floating,)):
-    return float(obj)
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  if isinstance(obj, tuple):
-    return list(obj)
-  raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+  """Writes `obj` as indented strict JSON (`json_ready`) to `path` atomically."""
+  write_text(path, json.dumps(json_ready(obj), indent=2) + "\n")
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:

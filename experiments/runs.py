@@ -1,48 +1,24 @@
-"""Resumable, failure-tolerant training runs for the experiment scripts.
+"""Resumable, failure-tolerant training runs: the experiments' unit of training.
 
-A *run* is one `TrainConfig` trained with one loss for several seeds side by side
-(one vmapped program, `jaxloss.train.iterate_training`). Each run owns a folder
-``OUT/runs/RUN_ID/``:
+A *run* trains one `TrainConfig` with one loss for every (grid point, seed) side by side
+as ONE compiled program (`jaxloss.train.iterate_training`; a grid point is a learning rate
+and optionally loss hyperparameters, all traced data). A run owns ``OUT/runs/RUN_ID/``:
 
-* ``run.json``: what the run is (description, config, seeds). Rerunning with the
-  same ``--out`` but a different run behind the same id is refused, so results
-  of different settings never mix.
-* ``metrics.jsonl``: one row per (seed, epoch), rewritten atomically after each
-  epoch.
-* ``ckpt/``: an Orbax checkpoint of all seeds' state after the latest epoch
-  (`jaxloss.train.checkpoints`), removed when the run ends.
-* ``result.json``: written last, atomically, when the run ends; its presence
-  marks the run as finished.
+* ``run.json``: what the run is (description, config, seeds, points) and the fingerprint
+  of its code (`code_fingerprint`). Another run under the same id is refused
+  (`RunMismatchError`, nothing changed); a run whose code changed is trained again from
+  scratch, and `run` says which files or functions changed.
+* ``metrics.jsonl``: one row per (model, epoch), rewritten atomically after each epoch.
+* ``ckpt/``: an Orbax checkpoint after the latest epoch, removed when the run ends.
+* ``test.npz``: given a ``test`` split, every model's metrics and per-example correctness
+  on it, computed once after the last epoch (the caller reads what its protocol allows).
+* ``result.json``: written last; its presence marks the run as finished.
 
-`run` skips a finished run (it reads its rows back), and continues an
-unfinished one from its last checkpoint. Shuffling is keyed by (seed, epoch), so
-the continued run gives the same numbers as an uninterrupted one. Rows are
-written before the checkpoint; after a crash between the two, the epoch is
-trained again and its rows are replaced by identical ones.
-
-Grids: a spec with ``learning_rates`` (and optionally ``loss_params``, loss
-hyperparameters traced into the program) trains every point of the grid for
-every seed, point-major, as ONE compiled program
-(`jaxloss.train.iterate_training`); each row then carries ``lr`` and the loss
-parameters, and `RunResult.point` gives one point's rows as a run of its own.
-
-Test evaluation: given a ``test`` split, `run` evaluates every model on it once,
-after the last epoch (``eval_fn`` or the trainer's default metrics, plus the
-per-example correctness that paired tests need), and stores that in the run
-folder. The caller reads only what its protocol allows (e.g. the selected point).
-
-Code identity: ``run.json`` also stores a fingerprint of the code behind the
-run (`code_fingerprint`: the jaxloss sources and the source of the run's loss,
-prediction and evaluation functions). A run whose code changed is trained
-again from scratch, and `run` says which files or functions changed.
-
-Divergence: after each epoch, a seed whose training loss is not finite (the
-jaxloss losses return NaN for NaN or ``+inf`` logits, so weights that overflowed
-or turned NaN show here), or whose parameters are not all finite
-(`jaxloss.train.EpochResult.diverged`), is recorded as diverged at that epoch
-(its row carries ``"diverged": true``) and gets no further rows. When every seed
-of a run has diverged, the run stops with status ``"diverged"`` and the other
-runs of the experiment go on.
+A finished run is read back; an unfinished one continues from its last checkpoint, and
+since shuffling is keyed by (seed, epoch) it gives the numbers of an uninterrupted run.
+A model whose training loss or parameters stop being finite is recorded as diverged at
+that epoch (``"diverged": true``) and gets no further rows; when all have diverged the
+run stops with status ``"diverged"`` and the experiment goes on.
 """
 
 from __future__ import annotations
@@ -63,6 +39,7 @@ from experiments import outputs
 
 __all__ = ["RunMismatchError", "RunResult", "RunSpec", "check_folder", "code_fingerprint",
            "differences", "run"]
+
 
 class RunMismatchError(RuntimeError):
   """The run folder holds a different run than the one asked for."""
@@ -165,11 +142,10 @@ class RunSpec:
 
   def identity(self) -> dict[str, Any]:
     """What ``run.json`` stores: everything that determines the run's numbers."""
-    return json.loads(json.dumps({
+    return outputs.json_ready({
         "run_id": self.run_id, "describe": dict(self.describe),
         "config": dataclasses.asdict(self.config), "seeds": list(self.seeds),
-        **({"points": self.points()} if self.points() != [{}] else {})},
-        default=outputs.json_default))
+        **({"points": self.points()} if self.points() != [{}] else {})})
 
   def code(self) -> dict[str, str]:
     """`code_fingerprint` of this run's functions."""
@@ -228,10 +204,6 @@ class RunResult:
     """``[seeds]`` value of `metric` at the last epoch (NaN for a diverged seed)."""
     return self.curve(metric)[-1] if self.epochs else np.array([])
 
-  def last_row(self, seed: int) -> dict[str, Any] | None:
-    rows = [r for r in self.rows if r["seed"] == seed]
-    return rows[-1] if rows else None
-
   def points(self) -> list[dict[str, float]]:
     """The grid points of `models`, in order (``[{}]`` without a grid)."""
     out: list[dict[str, float]] = []
@@ -269,8 +241,7 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
 
 
 def _write_rows(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-  outputs.write_text(path, "".join(json.dumps(r, default=outputs.json_default) + "\n"
-                                   for r in rows))
+  outputs.write_text(path, "".join(json.dumps(outputs.json_ready(r)) + "\n" for r in rows))
 
 
 def _value(x) -> Any:

@@ -1,12 +1,7 @@
-"""Paired statistics behind every experiment verdict.
+"""Paired statistics behind every experiment verdict (numpy and `math` only).
 
-Protocol: arms are compared in pairs on the same seeds and test examples. The effect
-is ``a - b`` in accuracy points (positive: `a` better) with a t interval over the per-seed
-differences; the p-value is an exact McNemar test (or a paired seeds x examples
-bootstrap) on per-example correctness, else a paired t test. The p-values of one call are
-Holm-adjusted together; `verdict` then says "better", "worse", "equivalent" (whole
-interval inside +-margin) or "inconclusive": never a tie from absence of evidence.
-Only numpy and `math`; randomness only through an explicit ``seed``.
+Arms are compared in pairs on the same seeds and test examples: effects ``a - b`` in accuracy
+points, p-values Holm-adjusted per call; `verdict` never calls a tie from absence of evidence.
 """
 
 from __future__ import annotations
@@ -30,23 +25,17 @@ def _check_df(df: int) -> int:
 
 
 def _upper_tail(t: float, df: int) -> float:
-  r"""``P(T > t)`` for ``t >= 0`` and integer ``df``, by A&S 26.7.3/26.7.4.
+  """``P(T > t)`` for ``t >= 0`` and integer ``df``, in O(df), by A&S 26.7.3/26.7.4.
 
-  With :math:`\theta = \arctan(t/\sqrt{\nu})`, :math:`s, c = \sin\theta, \cos\theta`,
-  :math:`x = c^2`, :math:`A = P(|T| < t)`: odd :math:`\nu`, :math:`A = \frac{2}{\pi}(\theta
-  + s c \sum_{k<(\nu-1)/2} d_k x^k)`, :math:`d_k = \frac{(2k)!!}{(2k+1)!!}`; even :math:`\nu`,
-  :math:`A = s \sum_{k<\nu/2} c_k x^k`, :math:`c_k = \frac{(2k-1)!!}{(2k)!!}`.
-  The infinite series sum to :math:`(\pi/2 - \theta)/(s c)` and :math:`1/s`, so a small
-  tail ``(1 - A) / 2`` is summed as their rest, without cancellation. O(df) per call:
-  meant for the df of a few seeds (still ~1e-12 relative at df ~ 10^4).
+  ``a = P(|T| < t)`` is a finite series in ``x = cos^2(atan(t / sqrt(df)))``; a small tail
+  ``(1 - a) / 2`` is summed as the rest of the infinite series instead (no cancellation).
   """
   if math.isinf(t):
     return 0.0
   r = math.hypot(t, math.sqrt(df))
   s, c = t / r, math.sqrt(df) / r
-  x, odd = c * c, df % 2 == 1
-  ratio = ((lambda k: x * (2 * k + 2) / (2 * k + 3)) if odd
-           else (lambda k: x * (2 * k + 1) / (2 * k + 2)))
+  x, odd = c * c, df % 2
+  ratio = lambda k: x * (2 * k + 1 + odd) / (2 * k + 2 + odd)  # term k+1 / term k
   term, total, k0 = 1.0, 0.0, (df - 1) // 2 if odd else df // 2
   for k in range(k0):
     total, term = total + term, term * ratio(k)
@@ -137,12 +126,9 @@ def _paired_bools(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[np.ndar
 
 def mcnemar_exact(correct_a: np.ndarray | Sequence[bool],
                   correct_b: np.ndarray | Sequence[bool]) -> float:
-  r"""Exact two-sided McNemar test on paired correctness (any shape; pairs pooled).
+  """Exact two-sided McNemar test on paired correctness (any shape; pairs pooled).
 
-  With :math:`b` = a right & b wrong, :math:`c` = a wrong & b right, :math:`m = b + c`,
-  :math:`k = \min(b, c)`: :math:`p = \min(1, 2 P(\mathrm{Binom}(m, \frac12) \le k))`, where
-  :math:`P(X \le k) = \binom{m}{k} 2^{-m} \sum_{j=0}^{k} \prod_{i<j} \frac{k-i}{m-k+1+i}`: an
-  exact integer ratio (correctly rounded) times terms below 1; nothing overflows.
+  With b (c) the pairs only a (b) gets right: p = min(1, 2 P(Binom(b + c, 1/2) <= min(b, c))).
 
   >>> mcnemar_exact([True, True, True, False], [False, False, False, False])
   0.25
@@ -161,12 +147,8 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, *, n_boot: in
                      seed: int = 0, confidence: float = 0.95) -> tuple[Interval, float]:
   r"""Seeds x examples (1-D: one seed) paired bootstrap of the difference ``a - b``, in points.
 
-  A replicate resamples seeds and examples (the same draws for both arms), with counts
-  :math:`w, v`: value :math:`100\, w^\top D v / (S N)`, :math:`D = a - b`. Only the :math:`K`
-  columns with :math:`D \ne 0` count, so only their :math:`v` is drawn (Binom(N, K/N) draws,
-  spread uniformly): the same distribution, at a cost in :math:`K`. Returns the percentile
-  interval around the observed difference and :math:`p = 2 \min(P^*(\le 0), P^*(\ge 0))`
-  clipped to ``[1/(n_boot+1), 1]`` (1 if all replicates are 0).
+  Both arms share each replicate's seed and example draws. Returns the observed difference
+  with its percentile interval, and p = 2 min(P*(<= 0), P*(>= 0)) in ``[1/(n_boot+1), 1]``.
   """
   a, b = _paired_bools(correct_a, correct_b)
   a, b = (a[None], b[None]) if a.ndim == 1 else (a, b)
@@ -189,17 +171,13 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, *, n_boot: in
     picks = rows * n_cols + rng.integers(0, n_cols, size=rows.size)
     values[start:start + size] = np.bincount(rows, weights=per_col[picks], minlength=size) * scale
   low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
-  interval = Interval(observed, float(low), float(high), a.size, confidence)
-  if not values.any():
-    return interval, 1.0
-  p = 2.0 * min(np.mean(values <= 0), np.mean(values >= 0))
-  return interval, float(min(1.0, max(1.0 / (n_boot + 1), p)))
+  p = 2.0 * min(np.mean(values <= 0), np.mean(values >= 0)) if values.any() else 1.0
+  return (Interval(observed, float(low), float(high), a.size, confidence),
+          float(min(1.0, max(1.0 / (n_boot + 1), p))))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-  r"""Holm step-down adjusted p-values, in input order.
-
-  Sorted ascending: :math:`\tilde p_{(i)} = \min(1, \max_{j \le i} (m - j + 1)\, p_{(j)})`.
+  """Holm step-down adjusted p-values, in input order.
 
   >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, 0.005])]
   [0.03, 0.06, 0.06, 0.02]
@@ -257,10 +235,8 @@ def compare_pairs(accuracy: Mapping[str, Sequence[float]], pairs: Sequence[tuple
                   n_boot: int = 2000, seed: int = 0) -> list[Comparison]:
   """Compares each ``(a, b)`` pair on paired seeds; Holm across the pairs of this call.
 
-  `accuracy[name]`: per-seed test accuracy in percent, the same seed order for every name.
-  `correct[name]`: seeds x examples correctness, tested by "mcnemar" (pooled over seeds) or
-  "bootstrap" (its p only); without it, or with ``test="paired-t"``, p is the paired t test
-  of the per-seed differences. The interval is always their paired t interval.
+  `accuracy[name]`: per-seed accuracy in percent, one seed order (paired t intervals, and p
+  without `correct`); `correct[name]`: seeds x examples correctness for the `test` p-value.
   """
   if test not in TESTS:
     raise ValueError(f"unknown test {test!r}; expected one of {TESTS}")

@@ -1,18 +1,13 @@
 """How does every multi-class loss of the registry compare with cross-entropy on full MNIST?
 
-Question: trained the same way, which single-label multi-class losses match softmax
-cross-entropy, which are better or worse, which fail? How does our 784-800-10 cross-entropy
-MLP compare with the published MNIST results for MLPs of that size?
-
-Protocol: every loss of ``--losses`` (default ``jaxloss.multiclass()``) with every MLP of
-``--models`` (784-512-512-10 and 784-800-10 ReLU; Adam, cosine decay, no regularization or
-augmentation) under the suite's protocol (`experiments.protocol`). Verdict: each loss against
-cross-entropy of the same MLP, paired over seeds (`harness.compare`, Holm over all pairs of
-all MLPs at once); a diverged seed or a mean test error >= ``--fail-error`` % fails. Outputs
-besides the harness's: one table per MLP and the published results in ``summary.md``;
-``final_error.png``.
-
-Usage::
+Trained the same way, which single-label multi-class losses match softmax cross-entropy, which
+are better or worse, which fail; how does our 784-800-10 cross-entropy MLP compare with the
+published MLP results? Every loss of ``--losses`` (default ``jaxloss.multiclass()``) trains
+with every MLP of ``--models`` (784-512-512-10 and 784-800-10 ReLU; Adam, cosine decay, no
+regularization or augmentation) under `experiments.protocol`. Verdict: each loss vs
+cross-entropy of the same MLP, paired over seeds (`harness.compare`, Holm over all pairs of all
+MLPs); a diverged seed or a mean test error >= ``--fail-error`` % fails. Also writes one table
+per MLP and the published results in ``summary.md``, and ``final_error.png``. Usage::
 
   JAXLOSS_MNIST_DIR=../shared/data/mnist python -m experiments.zoo
   python -m experiments.zoo --losses ce,brier,multiclass_hinge --models 800
@@ -98,7 +93,6 @@ def model_name(hidden: Sequence[int]) -> str:
 
 def variants(s: Settings) -> list[harness.Variant]:
   import jaxloss  # pylint: disable=import-outside-toplevel
-
   names = jaxloss.multiclass() if s.losses == ("all",) else s.losses
   specs = [jaxloss.get(n) for n in (REFERENCE, *names)]
   if bad := [spec.name for spec in specs if not spec.multiclass]:
@@ -117,10 +111,8 @@ def error(outcome: harness.Outcome) -> np.ndarray:
 
 
 def verdicts(s: Settings, outcomes: Mapping[str, harness.Outcome]):
-  """Classes and comparisons (by variant) of each loss vs its MLP's reference, Holm over all.
-
-  A loss fails (no comparison) with a diverged seed or a mean test error >= ``s.fail_error``.
-  """
+  """Classes and comparisons (by variant) of each loss vs its MLP's reference, Holm over all;
+  a diverged seed or a mean test error >= ``s.fail_error`` fails (no comparison)."""
   ref = {n: f"{n.split('-', 1)[0]}-{REFERENCE}" for n in outcomes}
   bad = {n for n, o in outcomes.items()
          if o.selected.result.diverged or np.mean(error(o)) >= s.fail_error}
@@ -168,8 +160,7 @@ def tables_markdown(s: Settings, outcomes, classes, by_name) -> str:
 
 def plot_final_error(s: Settings, outcomes, classes, path: str) -> None:
   """Test error % per loss (mean ± std, log scale), coloured by class, one panel per MLP."""
-  plt = plots.pyplot()
-  fig, axes = plt.subplots(1, len(s.mlps), squeeze=False, figsize=(
+  fig, axes = plots.pyplot().subplots(1, len(s.mlps), squeeze=False, figsize=(
       6.0 * len(s.mlps), 0.32 * len(outcomes) / len(s.mlps) + 1.8))
   for ax, h in zip(axes[0], s.mlps):
     names = of_model(outcomes, h)[::-1]
