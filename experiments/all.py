@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from experiments import cli, outputs
+from experiments import cli, harness, outputs
 
 # In the order of the report: the headline question first, then the thread's others.
 NAMES = ("compare", "fastbook_3v7", "zoo", "gradients", "multilabel", "open_set",
@@ -54,12 +54,6 @@ class Settings:
   quick: bool = False
 
 
-def title_of(markdown: str, default: str) -> str:
-  """The first ``## `` heading of a section."""
-  match = re.search(r"^##\s+(.+)$", markdown, re.M)
-  return match.group(1).strip() if match else default
-
-
 def relink_figures(markdown: str, name: str, figures: Sequence[str], report_dir: str) -> str:
   """Copies `figures` to ``report_dir/report/NAME/`` and points the section's links there."""
   target = os.path.join(report_dir, "report", name)
@@ -85,21 +79,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                             "every table, figure and verdict.")
   report = s.report or (os.path.join(s.out, "REPORT.md") if s.quick else DEFAULT_REPORT)
   report_dir = os.path.dirname(os.path.abspath(report))
+  if s.quick:
+    harness.compile_fast()
   env = outputs.print_device()
+
+  mnist = harness.load(dataclasses.replace(harness.Settings(), mnist_dir=s.mnist_dir,
+                                           data_dir=s.data_dir))  # once, for every script
   t_all = time.perf_counter()
   sections, rows = [], []
   for name in s.only:
     out = os.path.join(s.out, name)
     print(f"\n=== {name} -> {out}", flush=True)
     t0 = time.perf_counter()
-    summary = importlib.import_module(f"experiments.{name}").main(_argv(s, out))
+    module = importlib.import_module(f"experiments.{name}")
+    summary = harness.main(module.EXPERIMENT, _argv(s, out), mnist=mnist)
     with open(os.path.join(out, "summary.md")) as f:
       md = f.read()
     figures = sorted(glob.glob(os.path.join(out, "*.png")))
     md += "".join(f"\n![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in figures
                   if f"({os.path.basename(p)})" not in md)
     sections.append(relink_figures(md, name, figures, report_dir))
-    rows.append({"name": name, "title": title_of(md, name), "headline": summary["headline"],
+    rows.append({"name": name, "title": summary["title"], "headline": summary["headline"],
                  "seconds": float(summary["wall_seconds"]),
                  "session_seconds": time.perf_counter() - t0})
 

@@ -18,6 +18,7 @@ output on the test digits with the gradient each loss still gives the misclassif
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -211,11 +212,15 @@ def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Repo
   names = list(outcomes)
   verdict = "; ".join(f"{r['loss']} ends at {_fmt(r['final_acc_mean'], r['final_acc_std'])}% "
                       f"test accuracy" for r in rows) + f" after {s.epochs} epochs."
+  headline = ", ".join(f"{r['loss']} {r['final_acc_mean']:.2f}%" for r in rows) + \
+      f" test accuracy after {s.epochs} epochs"
   if len(names) > 1 and len(s.seeds) > 1:
     comps = harness.compare(outcomes, [(names[0], other) for other in names[1:]], margin=s.margin)
     verdict += " " + " ".join(c.sentence() for c in comps)
+    i = comps[0].interval
+    headline += f"; difference {i.mean:+.2f} points (95% CI {i.low:+.2f} to {i.high:+.2f})"
   return harness.Report(verdict, tables_markdown(rows, s), {"rows": rows},
-                        {"curves.png": lambda path: plot_curves(outcomes, path)})
+                        {"curves.png": lambda path: plot_curves(outcomes, path)}, headline + ".")
 
 
 EXPERIMENT = harness.Experiment(
@@ -227,8 +232,7 @@ EXPERIMENT = harness.Experiment(
                 "and config.json to --out.")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return harness.main(EXPERIMENT, argv)
+main = functools.partial(harness.main, EXPERIMENT)  # main(argv=None) -> the summary
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -186,8 +186,7 @@ EXPERIMENT = harness.Experiment(
     "cross-entropy, next to the book's accuracies", Settings, variants, report, splits)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return harness.main(EXPERIMENT, argv)
+main = functools.partial(harness.main, EXPERIMENT)  # main(argv=None) -> the summary
 
 
 if __name__ == "__main__":

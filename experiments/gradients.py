@@ -234,8 +234,7 @@ EXPERIMENT = harness.Experiment(
     "gradients", Settings, variants, report, splits, check)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return harness.main(EXPERIMENT, argv)
+main = functools.partial(harness.main, EXPERIMENT)  # main(argv=None) -> the summary
 
 
 if __name__ == "__main__":

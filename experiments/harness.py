@@ -1,20 +1,13 @@
 """The experiment harness: an experiment declares what it studies, the harness runs it.
 
-An experiment module declares an `Experiment`:
-
-* its settings: a frozen dataclass deriving from `Settings`, whose fields are the command
-  line (`experiments.cli`: defaults, quick values, validation before any data is loaded);
-* its variants (`Variant`: a loss, a model, a dataset, optionally a loss-hyperparameter
-  grid and its own evaluation function);
-* optionally its data (``splits``: named train / validation / test splits built from
-  MNIST; default: MNIST with ``val_size`` training images held out);
-* its report (``report(settings, outcomes) -> Report``: a verdict of at most three
-  sentences, Markdown details, summary fields and figures).
-
-The harness owns the rest: the device line, loading, the protocol of every variant
-(`experiments.protocol`: grid, selection on validation, test once), resumable runs
-(`experiments.runs`), the progress bar and the files in ``--out``: ``config.json``,
-``metrics.jsonl``, ``summary.json``, ``summary.csv``, ``summary.md`` and the figures.
+An experiment module declares an `Experiment`: its settings (a frozen dataclass deriving
+from `Settings`, whose fields are its command line, see `experiments.cli`), its variants
+(`Variant`: loss, model, data, loss-hyperparameter grids, evaluation), optionally its data
+(``splits``; default: MNIST with ``val_size`` training images held out) and its report
+(``report(settings, outcomes) -> Report``). The harness owns the rest: the device line,
+loading, every variant's protocol (`experiments.protocol`) on resumable runs
+(`experiments.runs`), the progress bar and the files in ``--out`` (``config.json``,
+``metrics.jsonl``, ``summary.json``/``.csv``/``.md``, the figures).
 """
 
 from __future__ import annotations
@@ -22,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -31,7 +25,7 @@ import numpy as np
 from experiments import cli, outputs, protocol, runs, stats
 
 __all__ = ["Experiment", "Outcome", "Report", "Settings", "Splits", "Variant", "compare",
-           "default_splits", "load", "main"]
+           "compile_fast", "default_splits", "load", "main"]
 
 _NOT_COMPARED = ("out", "no_progress", "mnist_dir", "data_dir")  # settings that change no number
 
@@ -134,16 +128,9 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-  """An experiment's conclusions.
-
-  Attributes:
-    verdict: at most three sentences with effect sizes and CIs; opens summary.md.
-    markdown: the details (tables, notes) after the verdict.
-    summary: JSON-ready fields added to summary.json (tests assert on these).
-    figures: file name -> ``draw(path)``.
-    headline: one line of at most about 40 words for REPORT.md's "at a glance"
-      (default: the verdict).
-  """
+  """An experiment's conclusions: a ``verdict`` of at most three sentences with effects and
+  CIs (it opens summary.md), Markdown details, JSON-ready ``summary`` fields, ``figures``
+  (file name -> ``draw(path)``) and a ``headline`` of at most ~40 words for REPORT.md."""
 
   verdict: str
   markdown: str = ""
@@ -225,6 +212,27 @@ def _check_out(settings) -> None:
             f"there. Use another --out, or delete that folder to start again.")
 
 
+def compile_fast() -> None:
+  """Has XLA compile for speed, not fast code: for smoke runs, whose numbers do not matter.
+
+  Most of a quick run is compilation; these settings halve it on CPU (as in the tests'
+  conftest): XLA at -O0, and the CPU backend's cheaper fusion emitter. The latter is an
+  XLA flag, read when JAX starts its backend (so only before that), and an unknown flag
+  aborts the process: a child process checks first that this jaxlib accepts it.
+  """
+  flag, flags = "--xla_cpu_use_fusion_emitters=false", os.environ.get("XLA_FLAGS", "")
+  if "jax" not in sys.modules and "xla_cpu_use_fusion_emitters" not in flags:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"],
+        env={**os.environ, "XLA_FLAGS": f"{flags} {flag}", "JAX_PLATFORMS": "cpu"},
+        capture_output=True, timeout=120, check=False)
+    if probe.returncode == 0:
+      os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+  import jax  # pylint: disable=import-outside-toplevel
+
+  jax.config.update("jax_disable_most_optimizations", True)
+
+
 def load(settings):
   """MNIST from the settings' data options, subset as asked; a missing or damaged dataset
   is one ``error:`` line and exit status 2."""
@@ -295,8 +303,13 @@ def _selection_markdown(outcomes: Mapping[str, Outcome]) -> str:
   return "\n".join(lines)
 
 
-def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict[str, Any]:
-  """Runs `experiment` from the command line `argv`; returns the summary written."""
+def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
+         mnist=None) -> dict[str, Any]:
+  """Runs `experiment` from the command line `argv`; returns the summary written.
+
+  `mnist`: full MNIST already loaded (`experiments.all` loads it once for every script);
+  the settings' subsets still apply. A ``--quick`` run calls `compile_fast`.
+  """
   prog = f"python -m experiments.{experiment.name}"
   settings = cli.parse(experiment.settings, argv, prog=prog,
                        description=experiment.description or experiment.title,
@@ -308,8 +321,11 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict[str,
     _refuse(str(err).strip("'\""))
   _check_out(settings)
   t_start = time.perf_counter()
+  if settings.quick:
+    compile_fast()
   env = outputs.print_device()
-  mnist = load(settings)
+  mnist = load(settings) if mnist is None else mnist.subset(settings.train_subset,
+                                                            settings.test_subset)
   try:
     splits = (experiment.splits or default_splits)(settings, mnist)
   except ValueError as err:  # e.g. too few images left for the settings

@@ -17,6 +17,7 @@ mean confidence (paired t CI and test, Holm). Also writes ``alpha.png``. Usage::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -207,8 +208,7 @@ EXPERIMENT = harness.Experiment(
                 "each alpha > 0 against plain cross-entropy with paired, Holm-corrected tests.")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return harness.main(EXPERIMENT, argv)
+main = functools.partial(harness.main, EXPERIMENT)  # main(argv=None) -> the summary
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -224,8 +224,7 @@ EXPERIMENT = harness.Experiment(
     "and does an extra \"NA\" class help?", Settings, variants, report, splits, check)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return harness.main(EXPERIMENT, argv)
+main = functools.partial(harness.main, EXPERIMENT)  # main(argv=None) -> the summary
 
 
 if __name__ == "__main__":

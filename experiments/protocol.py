@@ -1,23 +1,18 @@
 """The suite's protocol for one variant: a learning-rate grid, selection on validation, a test.
 
-Every variant (a loss, a model, a dataset) gets the same treatment:
+1. **Grid.** Adam peak rates at half decades (`half_decades`, default 1e-4 to 1e-2), times
+   the variant's loss-hyperparameter values, every point with every seed: ONE vmapped
+   program (`experiments.runs`, ``learning_rates`` / ``loss_params``).
+2. **Selection** on the validation split, at the epochs, schedule and batch of the
+   reported runs: the best mean final validation score over the seeds (a diverged seed
+   scores -inf; ties go to the smaller rate, then the first value). When the chosen rate
+   sits on an edge of a grid of two rates or more, the grid grows by a half decade that
+   way, at most `MAX_EXTENSIONS` times, and the selection is redone.
+3. **Test.** The selected point's models ARE the reported ones (same seeds and data, no
+   retraining); their test metrics, computed once after training, are read for it alone.
 
-1. **Grid.** Adam peak rates at half decades (`half_decades`, default 1e-4 to 1e-2),
-   times the variant's loss-hyperparameter values if it has any, every point with every
-   seed: one vmapped program (`experiments.runs`, ``learning_rates`` / ``loss_params``).
-2. **Selection** on the validation split, at the same epochs, schedule and batch as the
-   reported runs: the point with the best mean final validation score over the seeds
-   (a diverged seed scores -inf; ties go to the smaller rate, then the first value).
-   If the chosen rate sits on an edge of the grid, the grid grows by one half decade
-   in that direction, at most `MAX_EXTENSIONS` times, and the selection is redone
-   (a single given rate is not a grid: it never grows).
-3. **Test.** The selected point's models ARE the reported models (same seeds, same
-   data, no retraining): their test metrics, computed once after training, are read
-   for that point only.
-
-With no validation split (``val`` None) there is nothing to select: the grid must be a
-single point, and the run is evaluated on the test split after every epoch (the
-headline `experiments.compare` works this way).
+Without a validation split there is nothing to select: one point, evaluated on the test
+split after every epoch (the headline `experiments.compare` works this way).
 """
 
 from __future__ import annotations

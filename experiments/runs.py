@@ -98,20 +98,14 @@ class RunSpec:
     run_id: the run's folder name under ``OUT/runs/`` (letters, digits, ``._-``).
     config: the `jaxloss.train.TrainConfig`.
     loss_fn: ``loss_fn(logits [B, C], labels [B, ...], **loss_params) -> scalar``.
-    predict_fn: optional ``logits -> predictions`` for the accuracies.
-    eval_fn: optional metrics of the evaluation split (see
-      `jaxloss.train.make_evaluate`); their names become row keys.
+    predict_fn, eval_fn: see `jaxloss.train.iterate_training`; eval_fn's metric names
+      become row keys.
     seeds: the seeds.
-    describe: JSON-ready description (loss name, data, ...), stored in
-      ``run.json`` and compared on resume.
-    learning_rates: optional grid of R peak rates (point r has rate r); None:
-      the config's rate, one point.
-    loss_params: optional ``{name: R values}``, loss hyperparameters of each
-      point, passed to `loss_fn` as traced values.
-    test_fn: ``test_fn(logits [N, C], labels) -> {name: array}``, what the final test
-      evaluation records per model besides the metrics: at least ``"correct"``, the
-      ``[N]`` per-example correctness (default: ``{"correct": predict_fn(logits) ==
-      labels}``).
+    describe: JSON-ready description, stored in ``run.json`` and compared on resume.
+    learning_rates, loss_params: the grid: R peak rates, and ``{name: R values}`` of loss
+      hyperparameters (traced); None: one point at the config's rate.
+    test_fn: ``test_fn(logits [N, C], labels) -> {name: array}`` recorded per model by the
+      final test evaluation; default ``{"correct": predict_fn(logits) == labels}``.
   """
 
   run_id: str
@@ -158,19 +152,16 @@ class RunResult:
   """A run's rows and outcome.
 
   Attributes:
-    run_id: the id.
+    run_id, models: the id; ``{"seed": s, **point}`` per model (`RunSpec.models`).
     status: ``"done"`` or ``"diverged"`` (every model diverged).
     rows: one dict per (model, epoch), in epoch order.
-    diverged: model -> epoch at which its training loss (or its parameters)
-      became non-finite; the model is its seed in a run without a grid, its
-      index in `models` (point-major) in a grid.
+    diverged: model -> the epoch its loss or parameters became non-finite; the model is
+      its seed without a grid, its index in `models` in a grid.
     wall_seconds: training + evaluation time of the whole run (all sessions).
-    resumed_from: the epoch a continued run started after (0 if fresh), or
-      None if the run was already finished and only read back.
-    models: ``{"seed": s, **point}`` per model (`RunSpec.models`).
-    test: the final test evaluation, name -> one value per model (and the
-      `RunSpec.test_fn` outputs, e.g. ``"correct"``: ``[models, N]`` bool), or None
-      without a test split.
+    resumed_from: the epoch a continued run started after (0 if fresh), or None if the
+      run was finished and only read back.
+    test: the final test evaluation, name -> one value per model (and the `test_fn`
+      outputs, e.g. ``"correct"`` ``[models, N]``), or None without a test split.
   """
 
   run_id: str
@@ -323,20 +314,14 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
 
   Args:
     spec: the run.
-    data: ``train_images, train_labels, test_images, test_labels`` (evaluation
-      metrics are computed on the ``test_*`` arrays, which an experiment may set
-      to a validation split).
+    data: ``train_images, train_labels, test_images, test_labels``; the evaluation metrics
+      of every epoch are those of the ``test_*`` arrays (e.g. a validation split).
     out_dir: the experiment's output folder; the run lives in ``out_dir/runs/``.
-    bar: optional progress bar, advanced once per epoch trained.
-    on_epoch: optional ``on_epoch(spec, rows_of_this_epoch)`` called after each
-      epoch is saved (tests use it to interrupt a run).
+    bar: optional progress bar, advanced once per epoch.
+    on_epoch: optional ``on_epoch(spec, rows_of_this_epoch)`` after each saved epoch.
     mesh: passed to `jaxloss.train.iterate_training`.
-    test: optional ``(images, labels)``: every model is evaluated on it once,
-      after the last epoch (`RunResult.test`).
-    say: where the run reports that it retrains because its code changed.
-
-  Returns:
-    The `RunResult`.
+    test: optional ``(images, labels)`` every model is evaluated on once, at the end.
+    say: where the run says that it trains again, and why.
 
   Raises:
     RunMismatchError: the folder holds a run with other settings (`check_folder`).
@@ -350,22 +335,22 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
   result_json, ckpt = os.path.join(folder, "result.json"), os.path.join(folder, "ckpt")
   test_npz = os.path.join(folder, "test.npz")
   code, models = spec.code(), spec.models()
+  update = bar.update if bar is not None else (lambda n: None)
+  reason = None
   if os.path.exists(run_json) and (changed := _code_changes(folder, code)):
-    say(f"run {spec.run_id}: its code changed since it was trained ({', '.join(changed[:4])}"
-        f"{' ...' if len(changed) > 4 else ''}); training it again")
+    reason = (f"its code changed since it was trained ({', '.join(changed[:4])}"
+              f"{' ...' if len(changed) > 4 else ''})")
+  elif test is not None and os.path.exists(result_json) and not os.path.exists(test_npz):
+    reason = "it finished without a test evaluation"
+  if reason:
+    say(f"run {spec.run_id}: {reason}; training it again")
     shutil.rmtree(folder)
   if not os.path.exists(run_json):
-    outputs.write_json(run_json, {**spec.identity(), "code": code})
-
-  if os.path.exists(result_json) and test is not None and not os.path.exists(test_npz):
-    say(f"run {spec.run_id}: finished without a test evaluation; training it again for one")
-    shutil.rmtree(folder)
     outputs.write_json(run_json, {**spec.identity(), "code": code})
   if os.path.exists(result_json):
     with open(result_json) as f:
       result = json.load(f)
-    if bar is not None:
-      bar.update(spec.config.epochs)
+    update(spec.config.epochs)
     tested = None
     if test is not None:
       with np.load(test_npz) as stored:
@@ -377,16 +362,14 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
   grid = spec.points() != [{}]
   done_epoch = checkpoints.latest_epoch(ckpt) or 0
   rows = [r for r in _read_rows(rows_path) if r["epoch"] <= done_epoch]
-  keys = [json.dumps(m, sort_keys=True) for m in models]
-  index = {k: i for i, k in enumerate(keys)}
+  index = {json.dumps(m, sort_keys=True): i for i, m in enumerate(models)}
   diverged = {}
   for r in rows:
     if r.get("diverged"):
       i = index[json.dumps({k: r[k] for k in models[0]}, sort_keys=True)]
       diverged[i if grid else models[i]["seed"]] = r["epoch"]
   wall = max((r["wall_seconds"] for r in rows), default=0.0)
-  if bar is not None and done_epoch:
-    bar.update(done_epoch)
+  update(done_epoch)
 
   resume = (lambda like: checkpoints.restore(ckpt, like=like)) if done_epoch else None
   status, state = "done", None
@@ -415,13 +398,11 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
       status = "diverged"
     elif record.epoch < spec.config.epochs:
       checkpoints.save(ckpt, record.epoch, record.state)
-    if bar is not None:
-      bar.update(1)
+    update(1)
     if on_epoch is not None:
       on_epoch(spec, new_rows)
     if status == "diverged":
-      if bar is not None:
-        bar.update(spec.config.epochs - record.epoch)
+      update(spec.config.epochs - record.epoch)
       break
 
   tested = None

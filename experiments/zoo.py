@@ -17,7 +17,8 @@ per MLP and the published results in ``summary.md``, and ``final_error.png``. Us
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+import functools
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -212,8 +213,7 @@ EXPERIMENT = harness.Experiment(
     check=lambda s: [] if len(s.seeds) > 1 else ["--seeds: the paired verdicts need 2 seeds"])
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return harness.main(EXPERIMENT, argv)
+main = functools.partial(harness.main, EXPERIMENT)  # main(argv=None) -> the summary
 
 
 if __name__ == "__main__":

@@ -8,26 +8,30 @@ import pytest
 from experiments import all as suite
 
 
-def fake_experiment(name, calls, tmp_path):
-  """A stand-in harness experiment: writes summary.md and a figure, returns its summary."""
+def fake_harness_main(calls, tmp_path):
+  """A stand-in for harness.main: writes summary.md and a figure, returns the summary."""
 
-  def main(argv):
+  def main(experiment, argv, *, mnist):
+    name = experiment.name
     out = tmp_path / "out" / name
-    assert argv[argv.index("--out") + 1] == str(out)
+    assert argv[argv.index("--out") + 1] == str(out) and mnist == "MNIST"
     calls.append((name, list(argv)))
     out.mkdir(parents=True)
     (out / "curves.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
     (out / "summary.md").write_text(f"## Question of {name}?\n\n**Verdict.** Long.\n\n"
                                     "![curves](curves.png)\n")
-    return {"verdict": "Long.", "headline": f"{name} says yes.", "wall_seconds": 12.0}
+    return {"verdict": "Long.", "headline": f"{name} says yes.", "wall_seconds": 12.0,
+            "title": f"Question of {name}?"}
 
-  return types.SimpleNamespace(main=main)
+  return main
 
 
 def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   calls = []
-  monkeypatch.setattr(suite.importlib, "import_module",
-                      lambda mod: fake_experiment(mod.split(".")[-1], calls, tmp_path))
+  monkeypatch.setattr(suite.importlib, "import_module", lambda mod: types.SimpleNamespace(
+      EXPERIMENT=types.SimpleNamespace(name=mod.split(".")[-1])))
+  monkeypatch.setattr(suite.harness, "main", fake_harness_main(calls, tmp_path))
+  monkeypatch.setattr(suite.harness, "load", lambda settings: "MNIST")
   report = tmp_path / "rep" / "REPORT.md"
   result = suite.main(["--only", "zoo,open_set", "--out", str(tmp_path / "out"),
                        "--report", str(report), "--quick", "--mnist-dir", "/m", "--no-progress"])
@@ -43,11 +47,6 @@ def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   assert [s["name"] for s in result["sections"]] == ["zoo", "open_set"]
   saved = json.loads((tmp_path / "out" / "all.json").read_text())
   assert saved["sections"][0]["seconds"] == 12.0
-
-
-def test_title_of():
-  assert suite.title_of("## What is it?\n\ntext", "x") == "What is it?"
-  assert suite.title_of("no heading", "x") == "x"
 
 
 def test_unknown_experiment_is_refused_in_one_line(tmp_path, capsys):
