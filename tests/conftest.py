@@ -18,6 +18,7 @@
 """
 
 import atexit
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -124,24 +125,68 @@ def rng():
 @pytest.fixture(scope="session")
 def mnist_dir():
   """The folder with the four original MNIST .gz files, or skip."""
+  path = _find_mnist_dir()
+  if path is None:
+    pytest.skip("MNIST files not found: set JAXLOSS_MNIST_DIR to the folder with the .gz files")
+  return path
+
+
+# MNIST for the whole test session, shared by the xdist workers like the
+# compilation cache above. The first process (the controller) starts a child
+# process at once that prepares MNIST through TFDS from the four .gz files into a
+# fresh session folder (about 30 s; so the preparation itself is tested on every
+# run, never in the user's own data dir) and saves the arrays as one .npz. It
+# holds a file lock meanwhile; the `prepared_mnist` fixture waits on that lock,
+# so the workers run other tests during the preparation and never import
+# TensorFlow just to read MNIST back. Without the child (no MNIST files), the
+# fixture prepares under the same lock itself.
+_PREPARE = """
+import os, sys
+import numpy as np
+from jaxloss.train import data
+mnist_dir, data_dir, npz = sys.argv[1:4]
+m = data.load_mnist(mnist_dir=mnist_dir, data_dir=data_dir)
+np.savez(npz + '.tmp.npz', train_images=m.train_images, train_labels=m.train_labels,
+         test_images=m.test_images, test_labels=m.test_labels)
+os.replace(npz + '.tmp.npz', npz)
+"""
+
+
+def _find_mnist_dir():
   path = os.environ.get("JAXLOSS_MNIST_DIR")
   if not path:
     here = os.path.dirname(os.path.abspath(__file__))
     candidate = os.path.normpath(os.path.join(here, "..", "..", "shared", "data", "mnist"))
     path = candidate if os.path.isdir(candidate) else None
-  if not path or not os.path.isdir(path):
-    pytest.skip("MNIST files not found: set JAXLOSS_MNIST_DIR to the folder with the .gz files")
-  return path
+  return path if path and os.path.isdir(path) else None
 
 
-# One TFDS data dir for the whole test session, shared by the xdist workers like
-# the compilation cache above: MNIST is prepared from the four .gz files once per
-# session (about 30 s, under a file lock, by whichever worker needs it first),
-# never into the user's own data dir, and always from scratch, so the
-# preparation itself is tested on every run.
+def _start_mnist_preparation(folder: str) -> None:
+  import fcntl  # pylint: disable=import-outside-toplevel
+
+  mnist_dir = _find_mnist_dir()
+  if mnist_dir is None:
+    return
+  fd = os.open(os.path.join(folder, "lock"), os.O_CREAT | os.O_WRONLY)
+  fcntl.flock(fd, fcntl.LOCK_EX)  # held by the child (same open file) until it exits
+  child = subprocess.Popen(  # pylint: disable=consider-using-with
+      [sys.executable, "-c", _PREPARE, mnist_dir, os.path.join(folder, "tfds"),
+       os.path.join(folder, "mnist.npz")], pass_fds=(fd,), stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+  os.close(fd)
+
+  def stop():
+    if child.poll() is None:
+      child.kill()
+    child.wait()
+
+  atexit.register(stop)  # runs before the folder's removal (registered earlier)
+
+
 if "JAXLOSS_TEST_TFDS_DIR" not in os.environ:
   os.environ["JAXLOSS_TEST_TFDS_DIR"] = tempfile.mkdtemp(prefix="jaxloss-tests-tfds-")
   atexit.register(shutil.rmtree, os.environ["JAXLOSS_TEST_TFDS_DIR"], ignore_errors=True)
+  _start_mnist_preparation(os.environ["JAXLOSS_TEST_TFDS_DIR"])
 
 
 @pytest.fixture(scope="session")
@@ -151,13 +196,19 @@ def prepared_mnist(mnist_dir):
 
   from jaxloss.train import data as data_lib  # pylint: disable=import-outside-toplevel
 
-  data_dir = os.path.join(os.environ["JAXLOSS_TEST_TFDS_DIR"], "tfds")
-  with open(os.path.join(os.environ["JAXLOSS_TEST_TFDS_DIR"], "lock"), "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits while one prepares
+  folder = os.environ["JAXLOSS_TEST_TFDS_DIR"]
+  data_dir, npz = os.path.join(folder, "tfds"), os.path.join(folder, "mnist.npz")
+  with open(os.path.join(folder, "lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # waits while the child (or another worker) prepares
     try:
-      mnist = data_lib.load_mnist(mnist_dir=mnist_dir, data_dir=data_dir)
+      if not os.path.exists(npz):
+        mnist = data_lib.load_mnist(mnist_dir=mnist_dir, data_dir=data_dir)
+        np.savez(npz + ".tmp.npz", **dataclasses.asdict(mnist))
+        os.replace(npz + ".tmp.npz", npz)
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)
+  with np.load(npz) as arrays:
+    mnist = data_lib.Mnist(**{k: arrays[k] for k in arrays.files})
   for array in (mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels):
     array.flags.writeable = False
   return data_dir, mnist

@@ -55,3 +55,39 @@ def test_unknown_experiment_is_refused_in_one_line(tmp_path, capsys):
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: --only: must name experiments among compare")
+
+
+def test_experiments_import_graph_has_no_cycle():
+  """Issue 11: the experiments/ modules import each other without a cycle."""
+  import ast
+  import os
+
+  folder = os.path.dirname(suite.__file__)
+  graph = {}
+  for name in sorted(os.listdir(folder)):
+    if not name.endswith(".py"):
+      continue
+    with open(os.path.join(folder, name)) as f:
+      text = f.read()
+    deps = set()
+    for node in ast.walk(ast.parse(text)):
+      if isinstance(node, ast.ImportFrom) and node.module == "experiments":
+        deps |= {alias.name for alias in node.names}
+      elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("experiments."):
+        deps.add(node.module.split(".")[1])
+    graph[name[:-3]] = deps
+  done, active = set(), []
+
+  def visit(module):
+    assert module not in active, f"import cycle: {' -> '.join(active + [module])}"
+    if module in done or module not in graph:
+      return
+    active.append(module)
+    for dep in sorted(graph[module]):
+      visit(dep)
+    active.pop()
+    done.add(module)
+
+  for module in graph:
+    visit(module)
+  assert graph["harness"] >= {"cli", "protocol", "runs", "stats"}  # the walk saw imports
