@@ -186,6 +186,14 @@ def _start_mnist_preparation(folder: str) -> None:
 if "JAXLOSS_TEST_TFDS_DIR" not in os.environ:
   os.environ["JAXLOSS_TEST_TFDS_DIR"] = tempfile.mkdtemp(prefix="jaxloss-tests-tfds-")
   atexit.register(shutil.rmtree, os.environ["JAXLOSS_TEST_TFDS_DIR"], ignore_errors=True)
+
+
+def pytest_configure(config):
+  """The first process starts the MNIST preparation, unless the MNIST tests are deselected."""
+  if (hasattr(config, "workerinput") or "not mnist" in (config.option.markexpr or "")
+      or os.environ.get("JAXLOSS_TEST_MNIST_STARTED")):
+    return
+  os.environ["JAXLOSS_TEST_MNIST_STARTED"] = "1"
   _start_mnist_preparation(os.environ["JAXLOSS_TEST_TFDS_DIR"])
 
 
