@@ -189,7 +189,7 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, *, prog: str, descrip
                    argument_default=argparse.SUPPRESS, formatter_class=_Formatter)
   for name, opt in options.items():
     default, is_bool = fields[name].default, isinstance(fields[name].default, bool)
-    notes = [] if is_bool else [f"default: {_show(default)}"]
+    notes = [] if is_bool or "(default " in opt.help else [f"default: {_show(default)}"]
     if opt.quick is not dataclasses.MISSING:
       notes.append(f"--quick: {_show(opt.quick)}")
       changes.append(flags[name] if opt.quick is True else f"{flags[name]} {_show(opt.quick)}")
