@@ -17,6 +17,7 @@ import pytest
 
 import jaxloss
 from experiments import compare, harness, protocol, runs
+from _experiments import refusal
 
 
 def test_diagnose_shows_vanishing_gradient_of_sigmoid_difference():
@@ -65,17 +66,7 @@ def test_summarize_crossings_and_tables():
 
 
 def _refused(argv, capsys, monkeypatch, tmp_path):
-  def no_data(*args, **kwargs):
-    raise AssertionError("MNIST was loaded despite a bad flag")
-
-  monkeypatch.setattr("jaxloss.train.load_mnist", no_data)
-  with pytest.raises(SystemExit) as exit_info:
-    compare.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
-  assert exit_info.value.code == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "Traceback" not in err[0]
-  assert not (tmp_path / "out").exists()
-  return err[0]
+  return refusal(compare.main, argv, tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("argv, start", [

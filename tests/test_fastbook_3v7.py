@@ -14,6 +14,7 @@ import pytest
 from experiments import fastbook_3v7 as fb
 from experiments import harness, protocol, runs
 from jaxloss.train.data import Mnist
+from _experiments import refusal  # noqa: E402
 
 
 def _sigmoid(z):
@@ -147,15 +148,7 @@ def test_report_on_made_up_outcomes():
 ])
 def test_bad_flags_are_one_line_exit_2_before_any_data(argv, start, tmp_path, capsys,
                                                        monkeypatch):
-  def no_data(*args, **kwargs):
-    raise AssertionError("MNIST was loaded despite a bad flag")
-
-  monkeypatch.setattr("jaxloss.train.load_mnist", no_data)
-  with pytest.raises(SystemExit) as exit_info:
-    fb.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
-  assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and err[0].startswith(start)
+  assert refusal(fb.main, argv, tmp_path, capsys, monkeypatch).startswith(start)
 
 
 def test_help_and_refusals_never_import_jax(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import jaxloss
 from experiments import harness, multilabel as ml, protocol, runs
 from jaxloss import train as jt
+from _experiments import refusal  # noqa: E402
 
 K = 10
 
@@ -128,17 +129,7 @@ def test_report_verdicts_summary_and_figure(tmp_path):
 
 
 def _refused(argv, capsys, monkeypatch, tmp_path):
-  def no_data(*args, **kwargs):
-    raise AssertionError("MNIST was loaded despite a bad flag")
-
-  monkeypatch.setattr("jaxloss.train.load_mnist", no_data)
-  with pytest.raises(SystemExit) as exit_info:
-    ml.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
-  assert exit_info.value.code == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "Traceback" not in err[0]
-  assert not (tmp_path / "out").exists()
-  return err[0]
+  return refusal(ml.main, argv, tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("argv, start", [

@@ -18,6 +18,7 @@ import pytest
 import jaxloss
 from experiments import harness, open_set, protocol, runs
 from jaxloss.train import Mnist
+from _experiments import refusal  # noqa: E402
 
 K = 5
 
@@ -175,16 +176,7 @@ def test_report_verdicts_summary_and_figure(tmp_path):
 
 
 def _refused(argv, capsys, monkeypatch, tmp_path):
-  def no_data(*args, **kwargs):
-    raise AssertionError("MNIST was loaded despite a bad flag")
-
-  monkeypatch.setattr("jaxloss.train.load_mnist", no_data)
-  with pytest.raises(SystemExit) as exit_info:
-    open_set.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
-  assert exit_info.value.code == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and not (tmp_path / "out").exists()
-  return err[0]
+  return refusal(open_set.main, argv, tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("argv, start", [
