@@ -181,18 +181,18 @@ def test_vmap_over_seeds_equals_separate_runs():
 
 
 def test_learning_rate_grid_is_one_program_equal_to_separate_runs():
-  """Issue 11: a 4-rate x 3-seed grid is one program (traced once) and equals the 12 runs."""
-  rates = (3e-3, 1e-2, 3e-2, 1e-1)
+  """Issue 11: a 3-rate x 2-seed grid is one program (traced once) and equals the 6 runs."""
+  rates, seeds = (3e-3, 3e-2, 1e-1), (0, 5)
   config = dataclasses.replace(CONFIG, epochs=2, schedule="cosine")
   counted = chex.assert_max_traces(ce_loss, n=1)
-  grid = run(config, seeds=SEEDS, loss_fn=counted, learning_rates=rates)
+  grid = run(config, seeds=seeds, loss_fn=counted, learning_rates=rates)
   chex.clear_trace_counter()
   last = grid.history[-1]
-  assert last.seeds == SEEDS * len(rates)
-  assert last.learning_rates == tuple(r for r in rates for _ in SEEDS)
+  assert last.seeds == seeds * len(rates)
+  assert last.learning_rates == tuple(r for r in rates for _ in seeds)
   assert last.as_dict()["learning_rates"] == list(last.learning_rates)
   np.testing.assert_allclose(jt.learning_rate_of(grid.state.opt_state),
-                             np.repeat(rates, len(SEEDS)), rtol=1e-7)
+                             np.repeat(rates, len(seeds)), rtol=1e-7)
   for i, (rate, seed) in enumerate(zip(last.learning_rates, last.seeds)):
     alone = run(dataclasses.replace(config, learning_rate=rate), seeds=(seed,))
     for rec_grid, rec_one in zip(grid.history, alone.history):
@@ -203,7 +203,7 @@ def test_learning_rate_grid_is_one_program_equal_to_separate_runs():
                                 jax.tree.map(lambda a: a[0], alone.state.params),
                                 rtol=1e-5, atol=1e-6)
   # Every model differs (seed and rate), and none diverged.
-  assert len(set(np.round(grid.history[0]["train_loss"], 6).tolist())) == len(rates) * len(SEEDS)
+  assert len(set(np.round(grid.history[0]["train_loss"], 6).tolist())) == len(rates) * len(seeds)
   assert grid.diverged == {}
 
 
