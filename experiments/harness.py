@@ -233,6 +233,17 @@ def compile_fast() -> None:
   jax.config.update("jax_disable_most_optimizations", True)
 
 
+def _join_processes() -> None:
+  """Joins a multi-process run described by the environment (`experiments.launch`, a
+  cluster; see `jaxloss.train.distributed`); a bad description is one ``error:`` line."""
+  from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
+
+  try:
+    distributed.initialize()
+  except ValueError as err:
+    _refuse(str(err))
+
+
 def load(settings):
   """MNIST from the settings' data options, subset as asked; a missing or damaged dataset
   is one ``error:`` line and exit status 2."""
@@ -323,6 +334,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
   t_start = time.perf_counter()
   if settings.quick:
     compile_fast()
+  _join_processes()
   env = outputs.print_device()
   mnist = load(settings) if mnist is None else mnist.subset(settings.train_subset,
                                                             settings.test_subset)

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 __all__ = ["environment", "first_crossing", "json_ready",
-           "mean_std", "csv_text", "print_device", "progress", "write_json", "write_text"]
+           "mean_std", "csv_text", "is_writer", "print_device", "progress", "write_json", "write_text"]
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-datasets", "tensorflow-cpu",
              "matplotlib", "jaxloss")
@@ -61,8 +61,18 @@ def _command_line() -> str:
   return " ".join([head] + sys.argv[1:])
 
 
+def is_writer() -> bool:
+  """Whether this process writes files: the only process, or process 0 of a multi-process
+  run (`jaxloss.train.distributed`); the others compute the same results and write nothing."""
+  jax = sys.modules.get("jax")
+  return jax is None or jax.process_index() == 0
+
+
 def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically (a temporary file renamed into place)."""
+  """Writes `text` to `path` atomically (a temporary file renamed into place); only on the
+  writing process (`is_writer`)."""
+  if not is_writer():
+    return
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))

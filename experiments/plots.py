@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 
+from experiments import outputs
+
 __all__ = ["colors", "plain_log_ticks", "plot_band", "pyplot", "save"]
 
 
@@ -21,10 +23,12 @@ def pyplot():
 
 
 def save(fig, path: str) -> None:
-  """Saves `fig` to `path` (folders made as needed) at 120 dpi and closes it."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120, bbox_inches="tight")
+  """Saves `fig` to `path` (folders made as needed) at 120 dpi and closes it (only closes it
+  on a process that does not write, see `experiments.outputs.is_writer`)."""
+  if outputs.is_writer():
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
   pyplot().close(fig)
 
 

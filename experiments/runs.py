@@ -290,6 +290,7 @@ def _test_eval(spec: RunSpec, state, test) -> dict[str, np.ndarray]:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+  from jaxloss.train import sharding  # pylint: disable=import-outside-toplevel
 
   model = spec.config.model()
   evaluate = jt.make_evaluate(model.apply, batch_size=spec.config.eval_batch_size,
@@ -304,7 +305,8 @@ def _test_eval(spec: RunSpec, state, test) -> dict[str, np.ndarray]:
   def one(params):
     return {**evaluate(params, images, labels), **test_fn(logits_fn(params, images), labels)}
 
-  out = jax.device_get(jax.jit(jax.vmap(one))(state.params))
+  # to_host: the models may be spread over several processes' devices.
+  out = sharding.to_host(jax.jit(jax.vmap(one))(state.params))
   return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -327,8 +329,14 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
     RunMismatchError: the folder holds a run with other settings (`check_folder`).
   """
   from jaxloss.train import checkpoints  # pylint: disable=import-outside-toplevel
+  from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
   from jaxloss.train import iterate_training  # pylint: disable=import-outside-toplevel
 
+  # Several processes (jaxloss.train.distributed): all of them read the folder and
+  # decide alike, all train and save the checkpoints together (Orbax writes each
+  # process's shards), and only process 0 writes the other files. The barriers keep
+  # every read after the writes it depends on.
+  distributed.barrier(f"run {spec.run_id}: start")
   check_folder(spec, out_dir)
   folder = os.path.join(out_dir, "runs", spec.run_id)
   run_json, rows_path = os.path.join(folder, "run.json"), os.path.join(folder, "metrics.jsonl")
@@ -342,12 +350,15 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
               f"{' ...' if len(changed) > 4 else ''})")
   elif test is not None and os.path.exists(result_json) and not os.path.exists(test_npz):
     reason = "it finished without a test evaluation"
+  finished = os.path.exists(result_json) and not reason
   if reason:
     say(f"run {spec.run_id}: {reason}; training it again")
-    shutil.rmtree(folder)
+    if outputs.is_writer():
+      shutil.rmtree(folder)
+  distributed.barrier(f"run {spec.run_id}: checked")
   if not os.path.exists(run_json):
     outputs.write_json(run_json, {**spec.identity(), "code": code})
-  if os.path.exists(result_json):
+  if finished:
     with open(result_json) as f:
       result = json.load(f)
     update(spec.config.epochs)
@@ -408,8 +419,11 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
   tested = None
   if test is not None:
     tested = _test_eval(spec, state, test)
-    np.savez_compressed(test_npz, **tested)
+    if outputs.is_writer():
+      np.savez_compressed(test_npz, **tested)
   outputs.write_json(result_json, {"status": status, "diverged": diverged, "wall_seconds": wall,
                                   "epochs": max((r["epoch"] for r in rows), default=0)})
-  shutil.rmtree(ckpt, ignore_errors=True)
+  distributed.barrier(f"run {spec.run_id}: finished")
+  if outputs.is_writer():
+    shutil.rmtree(ckpt, ignore_errors=True)
   return RunResult(spec.run_id, status, rows, diverged, wall, done_epoch, models, tested)

@@ -2,8 +2,10 @@
 
 Run with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``: the flag must
 be set before JAX is imported, hence a separate process. Trains a tiny MLP on
-synthetic data for a few steps on one device and data-parallel over a 4-device
-mesh, and checks that both agree. Prints ``SHARDING OK`` on success.
+synthetic data for a few steps on one device, and over 4 devices: data parallel
+(the batch split in 4), ``mesh="auto"`` (2 models x 2 batch halves), and a
+4-model sweep with one model per device; checks that all agree. Prints
+``SHARDING OK`` on success.
 """
 
 
@@ -39,14 +41,40 @@ def main() -> None:
   config = jt.TrainConfig(hidden=(16,), num_classes=4, optimizer="adam", learning_rate=1e-2,
                           schedule="cosine", batch_size=32, epochs=2, eval_batch_size=32)
   single = jt.train(config, data, loss_fn=loss_fn, seeds=(0, 1), mesh=None)
+  # Data parallel: both models on every device, their batches split in 4.
   mesh = sharding.make_mesh()
-  assert mesh is not None and mesh.shape == {"batch": 4}, mesh
-  multi = jt.train(config, data, loss_fn=loss_fn, seeds=(0, 1))  # mesh="auto": the 4 devices.
-
-  # The sharded run really ran on all four devices, with a replicated state.
+  assert mesh is not None and dict(mesh.shape) == {"models": 1, "data": 4}, mesh
+  multi = jt.train(config, data, loss_fn=loss_fn, seeds=(0, 1), mesh=mesh)
   kernel = multi.state.params["Dense_0"]["kernel"]
   assert len(kernel.sharding.device_set) == 4 and kernel.sharding.is_fully_replicated
+
+  # mesh="auto" with 2 models on 4 devices: 2 along "models" x 2 along "data".
+  auto = jt.train(config, data, loss_fn=loss_fn, seeds=(0, 1))
+  kernel = auto.state.params["Dense_0"]["kernel"]
+  assert dict(kernel.sharding.mesh.shape) == {"models": 2, "data": 2}, kernel.sharding
+  assert {s.data.shape[0] for s in kernel.addressable_shards} == {1}  # one model per shard
+  chex.assert_trees_all_close(jax.device_get(single.state), jax.device_get(auto.state),
+                              rtol=1e-5, atol=1e-6)
   assert len(single.state.params["Dense_0"]["kernel"].sharding.device_set) == 1
+
+  # A 4-model sweep (2 rates x 2 seeds), one model per device: equal to one device.
+  rates = (1e-2, 3e-2)
+  sweep_one = jt.train(config, data, loss_fn=loss_fn, seeds=(0, 1), learning_rates=rates,
+                       mesh=None)
+  sweep = jt.train(config, data, loss_fn=loss_fn, seeds=(0, 1), learning_rates=rates,
+                   mesh=sharding.make_mesh(models=4))
+  kernel = sweep.state.params["Dense_0"]["kernel"]
+  assert {s.data.shape[0] for s in kernel.addressable_shards} == {1}
+  assert len({s.device for s in kernel.addressable_shards}) == 4
+  for a, b in zip(sweep_one.history, sweep.history):
+    chex.assert_trees_all_close(dict(a.metrics), dict(b.metrics), rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(jax.device_get(sweep_one.state), jax.device_get(sweep.state),
+                              rtol=1e-5, atol=1e-6)
+  try:  # 4 models do not split over 3 devices
+    jt.train(config, data, loss_fn=loss_fn, seeds=(0, 1, 2), mesh=sharding.make_mesh(models=4))
+    raise AssertionError("3 models on a models axis of 4 were not refused")
+  except ValueError as err:
+    assert "divisible by the 4 devices of the mesh's models axis" in str(err), err
 
   # The compiled epoch splits the batch: gradients are summed with an all-reduce.
   model = jt.MLP(hidden=(16,), num_classes=4)

@@ -1,4 +1,4 @@
-"""Data-parallel training over 4 (virtual CPU) devices equals single-device training.
+"""Training over 4 (virtual CPU) devices, data or model parallel, equals one device.
 
 XLA_FLAGS must be set before JAX is imported, so the check runs in a subprocess
 (tests/_train_sharding_worker.py).

@@ -7,6 +7,10 @@ writes each step into a temporary folder and renames it when complete, so an
 interrupted save never leaves a half-written checkpoint behind: `restore` finds
 the latest complete one, or nothing.
 
+Several processes (`jaxloss.train.distributed`) call `save`, `latest_epoch` and
+`restore` together, at the same points: Orbax coordinates them, and each process
+writes and reads the shards of its own devices.
+
 Usage::
 
   save(ckpt_dir, epoch, record.state)            # after each epoch
@@ -55,7 +59,7 @@ def restore(directory: str | os.PathLike, *, like: Any) -> tuple[Any, int] | Non
     directory: the checkpoint folder given to `save`.
     like: a pytree with the structure, shapes and dtypes of the saved states
       (e.g. freshly initialised states of the same config and seeds); arrays or
-      `jax.ShapeDtypeStruct` leaves.
+      `jax.ShapeDtypeStruct` leaves, whose shardings the restored arrays get.
   """
   import orbax.checkpoint as ocp
 
@@ -65,6 +69,10 @@ def restore(directory: str | os.PathLike, *, like: Any) -> tuple[Any, int] | Non
     epoch = manager.latest_step()
     if epoch is None:
       return None
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+    # Each leaf comes back with the sharding of `like`'s (e.g. models split over
+    # the devices of several processes), or on the default device.
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        like)
     states = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
   return states, int(epoch)

@@ -166,8 +166,8 @@ def make_train_epoch(train_step: Callable, batch_size: int, *, mesh=None):
     train_step: from `make_train_step`.
     batch_size: examples per step; the last ``N % batch_size`` examples of each
       shuffled epoch are dropped (a different set every epoch).
-    mesh: optional ``("batch",)`` mesh (`jaxloss.train.sharding.make_mesh`):
-      the ``[steps, B, ...]`` array is split along ``B`` over its devices.
+    mesh: optional mesh (`jaxloss.train.sharding.make_mesh`): the
+      ``[steps, B, ...]`` array is split along ``B`` over its ``"data"`` axis.
 
   Returns:
     ``train_epoch(state, key, images [N, ...], labels [N]) -> (state, metrics)``
@@ -268,13 +268,18 @@ def make_epoch_program(train_epoch: Callable, evaluate: Callable, *, mesh=None):
     state, train_metrics = train_epoch(state, jax.random.fold_in(data_key, epoch), train_x, train_y)
     return state, {**train_metrics, **evaluate(state.params, test_x, test_y)}
 
-  batched = jax.vmap(one_seed, in_axes=(0, 0, None, None, None, None, None))
+  # With a mesh, the vmapped (model) axis lies along its "models" axis: each
+  # device trains whole models, and the "data" axis splits their batches.
+  batched = jax.vmap(one_seed, in_axes=(0, 0, None, None, None, None, None),
+                     spmd_axis_name=None if mesh is None else sharding_lib.MODELS_AXIS)
 
   def program(states, data_keys, epoch, train_x, train_y, test_x, test_y):
     states, metrics = batched(states, data_keys, epoch, train_x, train_y, test_x, test_y)
-    # Keep the state replicated across the mesh so that the next epoch's call
-    # sees exactly the shardings this program was compiled for.
-    return sharding_lib.constrain_replicated(states, mesh), metrics
+    # The states keep the shardings this program was compiled for (models split
+    # over the mesh), so the next epoch's call reuses it; the [M] metrics are
+    # replicated, so that every process can read them.
+    return (sharding_lib.constrain_models(states, mesh),
+            sharding_lib.constrain_replicated(metrics, mesh))
 
   return program
 
@@ -347,7 +352,9 @@ class EpochResult:
     seconds: wall time of this epoch (training + evaluation of all seeds),
       measured after the results are ready on the device; excludes compilation.
     compile_seconds: time spent compiling before this epoch (first epoch only).
-    state: the `TrainState` after this epoch, per-seed leading axis, on the device.
+    state: the `TrainState` after this epoch, per-seed leading axis, on the
+      device(s) (split over a mesh's ``"models"`` axis; `jaxloss.train.sharding.to_host`
+      reads it on every process).
     params_finite: NumPy bool ``[S]``: every parameter of the seed is finite after
       this epoch (None when unknown, e.g. a record built by hand).
     learning_rates: the (peak) learning rate of each model, parallel to `seeds`,
@@ -425,10 +432,6 @@ class TrainResult:
     return out
 
 
-def _resolve_mesh(mesh):
-  return sharding_lib.make_mesh() if isinstance(mesh, str) and mesh == "auto" else mesh
-
-
 def _grid_points(learning_rates, loss_params):
   """Validated ``(rates | None, {name: values} | None)`` of a grid, R values each."""
   rates = None
@@ -493,9 +496,13 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       ``loss_fn(logits, labels, **{name: float32 scalar})``.
     predict_fn: ``logits [B, C] -> labels [B]`` for the accuracies (default argmax).
     seeds: one model per seed, trained side by side (vmapped) in one program.
-    mesh: ``"auto"`` (data parallel over all devices when there is more than
-      one), None (default device only), or a mesh from
-      `jaxloss.train.sharding.make_mesh`.
+    mesh: ``"auto"`` (with several devices, `jaxloss.train.sharding.auto_mesh`:
+      as many devices along ``"models"`` as divide the model count, the rest
+      data parallel), None (default device only), or a mesh from
+      `jaxloss.train.sharding.make_mesh`. Its ``"models"`` size must divide
+      the model count, its ``"data"`` size the batch size. The devices may span
+      several processes (`jaxloss.train.distributed`): every process then runs
+      this same call, and each trains the models of its own devices.
     eval_fn: optional metrics of the test split, see `make_evaluate`.
     resume: optional ``(states, completed_epochs)`` to continue a run, or a
       callable ``resume(fresh_states) -> (states, completed_epochs) | None``
@@ -536,7 +543,6 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
     each model's values (`EpochResult.loss_params`) and rate
     (``learning_rates``).
   """
-  mesh = _resolve_mesh(mesh)
   seeds = tuple(int(s) for s in seeds)
   if not seeds:
     raise ValueError("seeds must not be empty.")
@@ -550,24 +556,28 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
     if params is not None:
       params = {k: tuple(v for v in vals for _ in range(n_seeds)) for k, vals in params.items()}
     seeds = seeds * n_points
-  n_devices = sharding_lib.mesh_size(mesh)
-  if config.batch_size % n_devices:
-    raise ValueError(
-        f"batch_size={config.batch_size} must be divisible by the {n_devices} devices.")
+  mesh = sharding_lib.auto_mesh(len(seeds)) if isinstance(mesh, str) and mesh == "auto" else mesh
+  n_data, n_models = sharding_lib.data_size(mesh), sharding_lib.models_size(mesh)
+  if len(seeds) % n_models:
+    raise ValueError(f"the {len(seeds)} models (seeds x grid points) must be divisible by the "
+                     f"{n_models} devices of the mesh's models axis.")
+  if config.batch_size % n_data:
+    raise ValueError(f"batch_size={config.batch_size} must be divisible by the {n_data} "
+                     f"devices of the mesh's data axis.")
 
-  repl = sharding_lib.replicated(mesh)
-  train_x, train_y, test_x, test_y = jax.device_put(
-      (data.train_images, data.train_labels, data.test_images, data.test_labels), repl)
+  repl, per_model = sharding_lib.replicated(mesh), sharding_lib.models_sharded(mesh)
   # Integer labels become int32; float targets (multi-hot, soft) stay float.
-  train_y, test_y = (y.astype(jnp.int32) if jnp.issubdtype(y.dtype, jnp.integer) else y
-                     for y in (train_y, test_y))
+  train_y, test_y = (y.astype(np.int32) if np.issubdtype(y.dtype, np.integer) else y
+                     for y in (data.train_labels, data.test_labels))
+  train_x, train_y, test_x, test_y = sharding_lib.put(
+      (data.train_images, train_y, data.test_images, test_y), repl)
   steps_per_epoch = train_x.shape[0] // config.batch_size
   if steps_per_epoch == 0:
     raise ValueError(
         f"batch_size={config.batch_size} exceeds the {train_x.shape[0]} training examples.")
   eval_batch = config.eval_batch_size
-  if mesh is not None:  # Evaluation chunks are split over the devices too.
-    eval_batch = max(n_devices, eval_batch - eval_batch % n_devices)
+  if mesh is not None:  # Evaluation chunks are split over the data axis too.
+    eval_batch = max(n_data, eval_batch - eval_batch % n_data)
 
   model = config.model()
   tx = make_optimizer(config.optimizer, config.learning_rate, schedule=config.schedule,
@@ -582,7 +592,7 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
 
   t0 = time.perf_counter()
   init_keys, data_keys = seed_keys(seeds)
-  sample_x = train_x[:1]
+  sample_x = np.asarray(jax.device_get(data.train_images[:1]))
   # Initialised eagerly (op by op), not jitted: a jitted init is a fresh XLA
   # compile for every run (seconds on CPU), while eager ops hit JAX's per-op
   # cache after the first run of a process.
@@ -592,7 +602,7 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   if params is not None:
     states = states.replace(loss_params={k: jnp.asarray(np.asarray(v, np.float32))
                                          for k, v in params.items()})
-  states = jax.device_put(states, repl)
+  states = sharding_lib.put(states, per_model)
   completed = 0
   if callable(resume):
     resume = resume(states)
@@ -606,9 +616,9 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       if have.shape != want.shape:
         raise ValueError(f"resume states have a leaf of shape {have.shape} where this "
                          f"config (and {len(seeds)} seeds) needs {want.shape}.")
-    states, completed = jax.device_put(resumed, repl), int(completed)
-  data_keys = jax.device_put(data_keys, repl)
-  epoch0 = jax.device_put(jnp.zeros((), jnp.int32), repl)
+    states, completed = sharding_lib.put(resumed, per_model), int(completed)
+  data_keys = sharding_lib.put(data_keys, per_model)
+  epoch0 = sharding_lib.put(np.zeros((), np.int32), repl)
   args = (data_keys, epoch0, train_x, train_y, test_x, test_y)
   # Ahead-of-time compilation: one compile for all epochs (the epoch number is a
   # traced argument), timed separately from the epochs. The state is not
@@ -617,14 +627,15 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   # record's `state` stays valid.
   def program_and_check(states, *args):
     states, metrics = program(states, *args)
-    return states, metrics, jax.vmap(params_finite)(states.params)
+    finite = sharding_lib.constrain_replicated(jax.vmap(params_finite)(states.params), mesh)
+    return states, metrics, finite
 
   compiled = jax.jit(program_and_check).lower(states, *args).compile()
   compile_seconds = time.perf_counter() - t0
 
   for epoch in range(completed + 1, config.epochs + 1):
     t0 = time.perf_counter()
-    epoch_arr = jax.device_put(jnp.asarray(epoch, jnp.int32), repl)
+    epoch_arr = sharding_lib.put(np.asarray(epoch, np.int32), repl)
     states, metrics, finite = compiled(states, data_keys, epoch_arr, *args[2:])
     jax.block_until_ready((states, metrics, finite))
     seconds = time.perf_counter() - t0
