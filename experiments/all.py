@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   report_dir = os.path.dirname(os.path.abspath(report))
   if s.quick:
     harness.compile_fast()
+  harness.join_processes()
   env = outputs.print_device()
 
   mnist = harness.load(dataclasses.replace(harness.Settings(), mnist_dir=s.mnist_dir,
@@ -125,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   outputs.write_json(os.path.join(s.out, "all.json"), outputs.json_ready(
       {"environment": env, "sections": rows, "total_seconds": total,
        "report": os.path.abspath(report), "argv": list(sys.argv[1:] if argv is None else argv)}))
-  print(f"\nwrote {report} ({len(sections)} sections) in {total / 60:.1f} min", flush=True)
+  if outputs.is_writer():
+    print(f"\nwrote {report} ({len(sections)} sections) in {total / 60:.1f} min", flush=True)
   return {"report": report, "sections": rows, "total_seconds": total}
 
 

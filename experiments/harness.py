@@ -25,7 +25,7 @@ import numpy as np
 from experiments import cli, outputs, protocol, runs, stats
 
 __all__ = ["Experiment", "Outcome", "Report", "Settings", "Splits", "Variant", "compare",
-           "compile_fast", "default_splits", "load", "main"]
+           "compile_fast", "default_splits", "join_processes", "load", "main"]
 
 _NOT_COMPARED = ("out", "no_progress", "mnist_dir", "data_dir")  # settings that change no number
 
@@ -233,9 +233,10 @@ def compile_fast() -> None:
   jax.config.update("jax_disable_most_optimizations", True)
 
 
-def _join_processes() -> None:
+def join_processes() -> None:
   """Joins a multi-process run described by the environment (`experiments.launch`, a
-  cluster; see `jaxloss.train.distributed`); a bad description is one ``error:`` line."""
+  cluster; see `jaxloss.train.distributed`), once per process; a bad description is one
+  ``error:`` line."""
   from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
 
   try:
@@ -248,12 +249,19 @@ def load(settings):
   """MNIST from the settings' data options, subset as asked; a missing or damaged dataset
   is one ``error:`` line and exit status 2."""
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+  from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
+  # Several processes: process 0 prepares the dataset (once), then the others read it.
+  if not distributed.is_writer():
+    distributed.barrier("MNIST prepared by process 0")
   try:
     mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
   except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
     _refuse(str(err))
+  if distributed.is_writer():
+    distributed.barrier("MNIST prepared by process 0")
+  distributed.barrier("MNIST loaded")
   mnist = mnist.subset(settings.train_subset, settings.test_subset)
   print(f"MNIST: {mnist.train_images.shape[0]} train / {mnist.test_images.shape[0]} test "
         f"images loaded in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -334,7 +342,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
   t_start = time.perf_counter()
   if settings.quick:
     compile_fast()
-  _join_processes()
+  join_processes()
   env = outputs.print_device()
   mnist = load(settings) if mnist is None else mnist.subset(settings.train_subset,
                                                             settings.test_subset)
@@ -386,6 +394,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
     draw(os.path.join(out, name))
   config["wall_seconds"] = summary["wall_seconds"]
   outputs.write_json(os.path.join(out, "config.json"), outputs.json_ready(config))
-  print(markdown)
-  print(f"wrote {out}/ in {summary['wall_seconds']:.0f} s", flush=True)
+  if outputs.is_writer():  # the other processes of a multi-process run stay quiet
+    print(markdown)
+    print(f"wrote {out}/ in {summary['wall_seconds']:.0f} s", flush=True)
   return outputs.json_ready(summary)

@@ -88,7 +88,7 @@ def launch(command: Sequence[str], processes: int, *, devices_per_process: int |
 
   status = 0
   try:
-    while any(p.poll() is None for p in procs):
+    while None in [p.poll() for p in procs]:  # a list: poll every process, every time
       failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
       if failed:
         status = failed[0]

@@ -24,6 +24,7 @@ the other processes' reads.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -41,7 +42,8 @@ def _env_int(name: str) -> int | None:
 
 
 def initialize() -> bool:
-  """Joins the multi-process run that the environment describes; True if it did.
+  """Joins the multi-process run that the environment describes; True if it did (now or
+  before).
 
   Raises:
     ValueError: an incomplete or inconsistent description (e.g. a process id
@@ -49,6 +51,8 @@ def initialize() -> bool:
   """
   import jax  # pylint: disable=import-outside-toplevel
 
+  if jax.distributed.is_initialized():  # joined before (e.g. by experiments.all)
+    return True
   num, pid = _env_int("JAX_NUM_PROCESSES"), _env_int("JAX_PROCESS_ID")
   auto = os.environ.get("JAXLOSS_DISTRIBUTED", "").lower() == "auto"
   if num is None and not auto:
@@ -84,9 +88,28 @@ def is_writer() -> bool:
   return jax is None or jax.process_index() == 0
 
 
-def barrier(name: str) -> None:
-  """Waits until every process reaches the barrier `name` (no-op for one process)."""
-  if process_count() > 1:
+# Barrier ids must not repeat within a run; every process passes the same barriers
+# in the same order, so a per-process count makes them unique and equal across
+# processes.
+_BARRIERS = itertools.count()
+
+
+def barrier(name: str, *, timeout_s: float = 3600.0) -> None:
+  """Waits until every process reaches the barrier `name` (no-op for one process).
+
+  Uses the coordination service of JAX's distributed runtime, as Orbax does, with
+  a generous timeout: a process may wait here while process 0 prepares a dataset.
+  (A collective such as ``multihost_utils.sync_global_devices`` gives up after
+  30 s on CPU.) A process that died makes the others fail here, not hang.
+  """
+  if process_count() <= 1:
+    return
+  from jax._src import distributed as jax_distributed  # pylint: disable=import-outside-toplevel
+
+  client = jax_distributed.global_state.client
+  if client is None:  # Not JAX's multi-controller runtime (e.g. a TPU pod slice's own).
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
 
     multihost_utils.sync_global_devices(name)
+    return
+  client.wait_at_barrier(f"jaxloss/{next(_BARRIERS)}/{name}", int(timeout_s * 1000))
