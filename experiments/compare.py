@@ -61,6 +61,9 @@ class Settings(harness.Settings):
                                choices=("relu", "gelu", "tanh", "sigmoid", "silu"))
   weight_decay: float = cli.option(1e-4, "used by adamw only", parse=cli.number(low=0.0))
   momentum: float = cli.option(0.9, "used by momentum only", parse=cli.number(0.0, 1.0))
+  precision: str = cli.option("float32", "matrix products: float32, or bf16 (bfloat16 inputs; "
+                              "float32 accumulation, parameters and loss)",
+                              choices=("float32", "bf16"))
 
 
 def diagnose(spec, logits_NxC, labels_N) -> dict[str, Any]:
@@ -99,7 +102,8 @@ def variants(s: Settings) -> list[harness.Variant]:
     if not spec.multiclass:
       raise ValueError(f"--losses: {spec.name!r} is not a single-label multi-class loss")
   train = {"hidden": s.hidden, "activation": s.activation, "optimizer": s.optimizer,
-           "schedule": s.schedule, "weight_decay": s.weight_decay, "momentum": s.momentum}
+           "schedule": s.schedule, "weight_decay": s.weight_decay, "momentum": s.momentum,
+           "precision": s.precision}
   return [harness.Variant(spec.name, spec.loss_from_labels, spec.predict,
                           test_fn=lambda z, y, spec=spec: diagnose(spec, z, y), train=train,
                           describe={"hyperparams": dict(spec.hyperparams),
@@ -154,7 +158,8 @@ def _crossing(row: dict[str, Any], level: float, unit: str) -> str:
 
 def tables_markdown(rows: Sequence[dict[str, Any]], s: Settings) -> str:
   """The results tables (accuracy, speed to 97/98%, calibration, diagnostics)."""
-  model = "-".join(str(w) for w in (784, *s.hidden, 10)) + f" {s.activation}"
+  model = "-".join(str(w) for w in (784, *s.hidden, 10)) + f" {s.activation}" + (
+      f", {s.precision} matmuls" if s.precision != "float32" else "")
   lines = [
       f"MLP {model}, {s.optimizer} lr {s.lrs[0]:g} ({s.schedule}), batch {s.batch_size}, "
       f"{s.epochs} epochs, seeds {list(s.seeds)}. Mean ± std over seeds.", "",

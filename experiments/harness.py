@@ -205,7 +205,8 @@ def _check_out(settings) -> None:
     return
   with open(path) as f:
     stored = json.load(f).get("settings", {})
-  wanted = outputs.json_ready(_settings_record(settings))
+  wanted = runs.without_new_defaults(stored, outputs.json_ready(_settings_record(settings)),
+                                     runs.dataclass_defaults(type(settings)))
   if stored != wanted:
     diff = runs.differences(stored, wanted)
     _refuse(f"{settings.out} holds results of other settings ({diff}). Nothing was changed "

@@ -256,6 +256,23 @@ def differences(stored: Any, wanted: Any, path: str = "", limit: int = 3) -> str
   return "; ".join(found[:limit]) + more
 
 
+def without_new_defaults(stored: Mapping[str, Any], wanted: Mapping[str, Any],
+                         defaults: Mapping[str, Any]) -> dict[str, Any]:
+  """`wanted` less the keys that `stored` lacks and whose value is their default here.
+
+  An option added after a folder was written (e.g. ``precision``) then leaves the
+  folder's runs comparable, as long as it keeps its default.
+  """
+  return {k: v for k, v in wanted.items()
+          if k in stored or k not in defaults or v != outputs.json_ready(defaults[k])}
+
+
+def dataclass_defaults(cls) -> dict[str, Any]:
+  """Field name -> default value of a dataclass (fields without a default left out)."""
+  return {f.name: f.default for f in dataclasses.fields(cls)
+          if f.default is not dataclasses.MISSING}
+
+
 def check_folder(spec: RunSpec, out_dir: str) -> None:
   """Raises `RunMismatchError` if ``out_dir`` holds a different run under ``spec.run_id``.
 
@@ -270,6 +287,8 @@ def check_folder(spec: RunSpec, out_dir: str) -> None:
     stored = json.load(f)
   stored.pop("code", None)
   identity = spec.identity()
+  identity["config"] = without_new_defaults(stored.get("config", {}), identity["config"],
+                                            dataclass_defaults(type(spec.config)))
   if stored != identity:
     raise RunMismatchError(
         f"{folder} holds a different run: {differences(stored, identity)}. Nothing was "

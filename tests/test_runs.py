@@ -4,6 +4,7 @@ Also covers the trainer features they rest on: `iterate_training(resume=...)`,
 Orbax checkpoints (`jaxloss.train.checkpoints`) and custom `eval_fn` metrics.
 """
 
+import dataclasses
 import json
 import os
 
@@ -116,6 +117,20 @@ def test_different_settings_under_the_same_id_are_refused(tmp_path):
   # The message names the setting that differs, with both values; nothing is overwritten.
   assert "config.learning_rate is 0.01 there, 0.5 here" in str(err.value)
   assert run_json.read_text() == before
+
+
+def test_an_option_added_later_keeps_old_folders_while_at_its_default(tmp_path):
+  runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None)
+  run_json = tmp_path / "runs" / "ce_lr0.01" / "run.json"
+  old = json.loads(run_json.read_text())
+  del old["config"]["precision"]  # as written before TrainConfig had it
+  run_json.write_text(json.dumps(old))
+  again = runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None)
+  assert again.resumed_from is None  # accepted and read back, not retrained
+  spec = make_spec(epochs=1)
+  bf16 = dataclasses.replace(spec, config=dataclasses.replace(spec.config, precision="bf16"))
+  with pytest.raises(runs.RunMismatchError, match='config.precision is "<missing>" there'):
+    runs.run(bf16, DATA, str(tmp_path), mesh=None)
 
 
 def test_absurd_learning_rate_diverges_and_others_go_on(tmp_path):

@@ -57,6 +57,37 @@ def run(config=CONFIG, data=None, seeds=(0,), loss_fn=ce_loss, **kwargs):
 # --------------------------------------------------------------------------- model
 
 
+def test_bf16_precision_rounds_only_the_matmul_inputs():
+  """precision="bf16": bf16 operands and float32 accumulation in every product; float32
+  parameters, gradients, logits; equal to a float32 model given bf16-rounded operands."""
+  x = jnp.asarray(np.random.default_rng(1).integers(0, 256, (6, 4, 4)), jnp.uint8)
+  full, mixed = (jt.MLP(hidden=(8,), num_classes=3, precision=p) for p in ("float32", "bf16"))
+  params = full.init(jax.random.key(0), x)["params"]
+  chex.assert_trees_all_equal_shapes_and_dtypes(params, mixed.init(jax.random.key(0), x)["params"])
+  logits = mixed.apply({"params": params}, x)
+  assert logits.dtype == jnp.float32
+  # The same model by hand: round each product's operands to bf16, accumulate in float32.
+  r = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+  h = x.reshape(6, -1).astype(jnp.float32) / 255.0
+  h = jax.nn.relu(jnp.dot(r(h), r(params["Dense_0"]["kernel"]),
+                          precision="highest") + params["Dense_0"]["bias"][None])
+  want = jnp.dot(r(h), r(params["Dense_1"]["kernel"]), precision="highest") + \
+      params["Dense_1"]["bias"][None]
+  np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(logits, full.apply({"params": params}, x), rtol=0, atol=1e-7)
+  grads = jax.grad(lambda p: mixed.apply({"params": p}, x).sum())(params)
+  assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+  hlo = jax.jit(mixed.apply).lower({"params": params}, x).as_text()
+  assert "bf16" in hlo and "bf16" not in jax.jit(full.apply).lower({"params": params}, x).as_text()
+  with pytest.raises(ValueError, match="Unknown precision 'fp8'"):
+    jt.MLP(hidden=(8,), precision="fp8").init(jax.random.key(0), x)
+  # Trains like float32 on the synthetic task, within a loose tolerance.
+  f32 = run(seeds=(0,))
+  b16 = run(dataclasses.replace(CONFIG, precision="bf16"), seeds=(0,))
+  np.testing.assert_allclose(b16.history[-1]["train_loss"], f32.history[-1]["train_loss"],
+                             rtol=0.05)
+
+
 def test_mlp_shapes_and_input_forms():
   model = jt.MLP(hidden=(8, 8), num_classes=3)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (5, 4, 4)), jnp.uint8)

@@ -308,6 +308,8 @@ class TrainConfig:
   ``schedule="cosine"`` decays the learning rate to 0 over
   ``epochs * (N // batch_size)`` steps. ``eval_batch_size`` only bounds
   evaluation memory; it does not change results beyond float rounding.
+  ``precision="bf16"``: bfloat16 matmul inputs, float32 accumulation,
+  parameters, optimizer state and loss (`MLP`).
   """
 
   hidden: tuple[int, ...] = (512, 512)
@@ -322,11 +324,12 @@ class TrainConfig:
   batch_size: int = 128
   epochs: int = 10
   eval_batch_size: int = 1000
+  precision: str = "float32"
 
   def model(self) -> MLP:
     """The `MLP` this config trains."""
     return MLP(hidden=self.hidden, num_classes=self.num_classes, activation=self.activation,
-               initializer=self.initializer)
+               initializer=self.initializer, precision=self.precision)
 
   def __post_init__(self):
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
