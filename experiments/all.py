@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     module = importlib.import_module(f"experiments.{name}")
     summary = harness.main(module.EXPERIMENT, _argv(s, out), mnist=mnist)
+    if not outputs.is_writer():  # several processes: process 0 alone writes the report
+      continue
     with open(os.path.join(out, "summary.md")) as f:
       md = f.read()
     figures = sorted(glob.glob(os.path.join(out, "*.png")))

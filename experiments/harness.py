@@ -253,15 +253,19 @@ def load(settings):
   from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
-  # Several processes: process 0 prepares the dataset (once), then the others read it.
-  if not distributed.is_writer():
+  if distributed.process_count() > 1:
+    # Several processes: process 0 prepares the dataset (once) while the others wait;
+    # then all read it, and a failure is refused the same way by every process.
+    if distributed.is_writer():
+      try:
+        jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
+      except Exception:  # pylint: disable=broad-except  # every process meets it below
+        pass
     distributed.barrier("MNIST prepared by process 0")
   try:
     mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
   except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
     _refuse(str(err))
-  if distributed.is_writer():
-    distributed.barrier("MNIST prepared by process 0")
   distributed.barrier("MNIST loaded")
   mnist = mnist.subset(settings.train_subset, settings.test_subset)
   print(f"MNIST: {mnist.train_images.shape[0]} train / {mnist.test_images.shape[0]} test "

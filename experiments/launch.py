@@ -10,8 +10,13 @@ the devices of all processes, and process 0 writes the results.
 (``--xla_force_host_platform_device_count``), to try a multi-device run on one
 CPU. Process 0's output passes through; the others' lines go to stderr, prefixed
 ``[p<i>]``. When a process fails, the others are stopped, and the launcher
-exits with the failed process's status. On a cluster, set the three variables
-yourself (see the README), one process per host or per accelerator.
+exits with the failed process's status (128 + N for one killed by signal N);
+Ctrl-C or SIGTERM to the launcher is passed on to every process.
+
+Every process sees all of the machine's accelerators, so on one host with GPUs
+run a single process (it uses them all); the launcher is for trying several
+processes on CPU. On a cluster, set the three variables yourself (see the
+README), one process per host or per accelerator.
 """
 
 from __future__ import annotations
@@ -53,12 +58,21 @@ def _relay(stream, index: int) -> None:
     sys.stderr.buffer.flush()
 
 
+class _Stopped(Exception):
+  """The launcher itself got SIGTERM."""
+
+  def __init__(self, signum: int):
+    super().__init__(signum)
+    self.signum = signum
+
+
 def launch(command: Sequence[str], processes: int, *, devices_per_process: int | None = None,
            port: int | None = None, grace_seconds: float = 10.0) -> int:
   """Runs `command` as `processes` cooperating processes; their exit status (0 if all ok).
 
-  The first process to fail decides the status; the others are then sent SIGTERM
-  (SIGKILL after `grace_seconds`). Ctrl-C is passed on to every process.
+  The first process to fail decides the status (128 + N for a process killed by
+  signal N); the others are then sent SIGTERM (SIGKILL after `grace_seconds`).
+  Ctrl-C, or SIGTERM to this process, is passed on to every process.
   """
   port = free_port() if port is None else port
   procs, relays = [], []
@@ -86,6 +100,12 @@ def launch(command: Sequence[str], processes: int, *, devices_per_process: int |
         p.kill()
         p.wait()
 
+  def on_sigterm(signum, frame):
+    del frame
+    raise _Stopped(signum)
+
+  main_thread = threading.current_thread() is threading.main_thread()  # signals: main only
+  previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
   status = 0
   try:
     while None in [p.poll() for p in procs]:  # a list: poll every process, every time
@@ -97,12 +117,18 @@ def launch(command: Sequence[str], processes: int, *, devices_per_process: int |
       time.sleep(0.05)
   except KeyboardInterrupt:
     stop(signal.SIGINT)
-    status = 130
+    status = -signal.SIGINT
+  except _Stopped as stopped:
+    stop(signal.SIGTERM)
+    status = -stopped.signum
+  finally:
+    if main_thread:
+      signal.signal(signal.SIGTERM, previous)
   if status == 0:
     status = next((p.returncode for p in procs if p.returncode), 0)
   for relay in relays:
     relay.join(timeout=5)
-  return status
+  return 128 - status if status < 0 else status  # killed by signal N: 128 + N, as a shell
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="number of processes to start (>= 1)")
   parser.add_argument("--devices-per-process", type=int, default=None,
                       help="virtual CPU devices per process (sets JAX_PLATFORMS=cpu and "
-                           "--xla_force_host_platform_device_count; default: the real devices)")
+                           "--xla_force_host_platform_device_count; default: each process "
+                           "sees the machine's devices, so with GPUs run one process)")
   parser.add_argument("--port", type=int, default=None,
                       help="coordinator port on localhost (default: a free one)")
   parser.add_argument("command", nargs=argparse.REMAINDER,

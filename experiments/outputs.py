@@ -108,10 +108,12 @@ def first_crossing(curve: Sequence[float], level: float) -> int | None:
 
 
 def progress(total: int, desc: str, *, disable: bool = False):
-  """A tqdm progress bar on stderr (hidden with ``disable=True``)."""
+  """A tqdm progress bar on stderr (hidden with ``disable=True``, and on every process of a
+  multi-process run but process 0)."""
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
-  return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True, file=sys.stderr)
+  return tqdm(total=total, desc=desc, disable=disable or not is_writer(), dynamic_ncols=True,
+              file=sys.stderr)
 
 
 def print_device() -> dict[str, Any]:

@@ -307,7 +307,6 @@ def _code_changes(folder: str, code: Mapping[str, str]) -> list[str]:
 def _test_eval(spec: RunSpec, state, test) -> dict[str, np.ndarray]:
   """Every model's metrics on the test split and its per-example correctness."""
   import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
   from jaxloss.train import sharding  # pylint: disable=import-outside-toplevel
 
@@ -317,15 +316,20 @@ def _test_eval(spec: RunSpec, state, test) -> dict[str, np.ndarray]:
   logits_fn = jt.make_batched_apply(model.apply, batch_size=spec.config.eval_batch_size)
   predict = spec.predict_fn or jt.argmax_predict
   test_fn = spec.test_fn or (lambda z, y: {"correct": predict(z) == y})
-  images, labels = jnp.asarray(test[0]), jnp.asarray(test[1])
-  if jnp.issubdtype(labels.dtype, jnp.integer):
-    labels = labels.astype(jnp.int32)
+  labels = np.asarray(test[1])
+  if np.issubdtype(labels.dtype, np.integer):
+    labels = labels.astype(np.int32)
+  # The split goes where the models are: replicated over their mesh (or their device).
+  where = jax.tree.leaves(state.params)[0].sharding
+  mesh = where.mesh if isinstance(where, jax.sharding.NamedSharding) else None
+  images, labels = sharding.put((np.asarray(test[0]), labels), sharding.replicated(mesh))
 
-  def one(params):
+  def one(params, images, labels):
     return {**evaluate(params, images, labels), **test_fn(logits_fn(params, images), labels)}
 
   # to_host: the models may be spread over several processes' devices.
-  out = sharding.to_host(jax.jit(jax.vmap(one))(state.params))
+  out = sharding.to_host(jax.jit(jax.vmap(one, in_axes=(0, None, None)))(state.params, images,
+                                                                          labels))
   return {k: np.asarray(v) for k, v in out.items()}
 
 

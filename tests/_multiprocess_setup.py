@@ -34,6 +34,12 @@ def data(n_train=160, n_test=64, side=6, seed=0):
   return jt.Mnist(*split(n_train), *split(n_test))
 
 
+def test_split():
+  """The split every model of the resumable run is evaluated on once, at the end."""
+  held = data(n_train=8, n_test=48, seed=1)
+  return held.test_images, held.test_labels
+
+
 def run_spec():
   from experiments import runs  # pylint: disable=import-outside-toplevel
 

@@ -3,13 +3,13 @@
 Started by `experiments.launch` (2 processes x 2 virtual CPU devices), so
 `jaxloss.train.distributed.initialize` joins the run from the environment.
 
-  python tests/_multiprocess_worker.py train OUT.npz
-      a 4-model sweep (2 rates x 2 seeds) over the 4 devices along "models", and
-      one model data parallel over them; process 0 saves the results.
-  python tests/_multiprocess_worker.py run OUT_DIR [--stop-after-epoch E]
-      the same sweep as a resumable `experiments.runs` run in OUT_DIR; with
-      --stop-after-epoch, every process exits hard (status 3) after epoch E's
-      checkpoint, as a killed run would.
+  python tests/_multiprocess_worker.py OUT_DIR [--train-npz NPZ] [--stop-after-epoch E]
+
+1. With --train-npz: a 4-model sweep (2 rates x 2 seeds) over the 4 devices along
+   "models", and one model data parallel over them; process 0 saves the results.
+2. The same sweep as a resumable `experiments.runs` run in OUT_DIR; with
+   --stop-after-epoch, every process exits hard (status 3) after epoch E's
+   checkpoint, as a killed run would.
 """
 
 import os
@@ -52,14 +52,15 @@ def run(out_dir: str, stop_after: int | None) -> None:
       distributed.barrier("checkpoint written")
       os._exit(3)  # pylint: disable=protected-access
 
-  result = runs.run(setup.run_spec(), setup.data(), out_dir, on_epoch=on_epoch)
+  result = runs.run(setup.run_spec(), setup.data(), out_dir, on_epoch=on_epoch,
+                    test=setup.test_split())
   if distributed.is_writer():
     print("RUN", result.status, result.resumed_from, flush=True)
 
 
 if __name__ == "__main__":
-  if sys.argv[1] == "train":
-    train(sys.argv[2])
-  else:
-    stop = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--stop-after-epoch" else None
-    run(sys.argv[2], stop)
+  args = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+  if "--train-npz" in args:
+    train(args["--train-npz"])
+  stop = args.get("--stop-after-epoch")
+  run(sys.argv[1], None if stop is None else int(stop))

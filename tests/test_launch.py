@@ -1,5 +1,6 @@
 """experiments.launch (starting N processes) and the environment jaxloss.train.distributed reads."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,17 @@ def test_a_failing_process_stops_the_others_and_gives_its_status():
   t0 = time.monotonic()
   assert launch.launch([sys.executable, "-c", script], 2, grace_seconds=5) == 5
   assert time.monotonic() - t0 < 30  # process 0 did not sleep its 60 s
+
+
+def test_sigterm_to_the_launcher_stops_every_process():
+  sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.launch", "--processes", "2",
+                           "--", *sleeper])
+  time.sleep(2.0)
+  t0 = time.monotonic()
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+  assert time.monotonic() - t0 < 20
 
 
 def test_cli_refusals():

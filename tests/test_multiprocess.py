@@ -29,10 +29,19 @@ def start(*args) -> int:
                        grace_seconds=5)
 
 
-def test_sweep_and_data_parallel_run_equal_one_device(tmp_path):
-  out = tmp_path / "results.npz"
-  assert start("train", out) == 0
-  with np.load(out) as got:
+@pytest.fixture(scope="module")
+def first_launch(tmp_path_factory):
+  """One launch (each costs seconds of start-up): the sweep and data-parallel run saved to
+  an .npz, then the resumable run, killed after epoch 2's checkpoint."""
+  folder = tmp_path_factory.mktemp("multiprocess")
+  status = start(folder / "out", "--train-npz", folder / "results.npz", "--stop-after-epoch", 2)
+  return folder, status
+
+
+def test_sweep_and_data_parallel_run_equal_one_device(first_launch):
+  folder, status = first_launch
+  assert status == 3  # the run that follows was killed, as it should be
+  with np.load(folder / "results.npz") as got:
     got = dict(got)
   sweep = jt.train(setup.CONFIG, setup.data(), loss_fn=setup.ce_loss, seeds=setup.SEEDS,
                    learning_rates=setup.RATES, mesh=None)
@@ -45,21 +54,26 @@ def test_sweep_and_data_parallel_run_equal_one_device(tmp_path):
   assert len(set(np.round(want["sweep/train_loss"][0], 6).tolist())) == 4
 
 
-def test_killed_run_resumes(tmp_path, capfd):
+def test_killed_run_resumes(first_launch, tmp_path, capfd):
   from experiments import runs  # pylint: disable=import-outside-toplevel
 
-  out = tmp_path / "two"
-  assert start("run", out, "--stop-after-epoch", 2) == 3  # killed after epoch 2's checkpoint
-  folder = out / "runs" / "sweep"
-  assert not (folder / "result.json").exists() and (folder / "ckpt").is_dir()
+  folder, status = first_launch
+  out, run_folder = folder / "out", folder / "out" / "runs" / "sweep"
+  assert status == 3  # killed after epoch 2's checkpoint
+  assert not (run_folder / "result.json").exists() and (run_folder / "ckpt").is_dir()
   capfd.readouterr()
-  assert start("run", out) == 0
+  assert start(out) == 0
   assert "RUN done 2" in capfd.readouterr().out  # process 0: continued after epoch 2
-  result = json.loads((folder / "result.json").read_text())
+  result = json.loads((run_folder / "result.json").read_text())
   assert result["status"] == "done" and result["epochs"] == setup.CONFIG.epochs
-  resumed = runs.run(setup.run_spec(), setup.data(), str(out), mesh=None)
+  resumed = runs.run(setup.run_spec(), setup.data(), str(out), mesh=None, test=setup.test_split())
   assert resumed.resumed_from is None  # finished: read back here
-  alone = runs.run(setup.run_spec(), setup.data(), str(tmp_path / "one"), mesh=None)
+  alone = runs.run(setup.run_spec(), setup.data(), str(tmp_path / "one"), mesh=None,
+                   test=setup.test_split())
+  # The final test evaluation, of models spread over 2 processes, equals one device's.
+  assert sorted(resumed.test) == sorted(alone.test) and resumed.test["correct"].shape == (4, 48)
+  for key, value in alone.test.items():
+    np.testing.assert_allclose(resumed.test[key], value, err_msg=key, **TOL)
   assert len(resumed.rows) == len(alone.rows) == 4 * setup.CONFIG.epochs
   for a, b in zip(resumed.rows, alone.rows):
     for key, value in b.items():

@@ -61,18 +61,20 @@ def initialize() -> bool:
     raise ValueError(f"JAX_NUM_PROCESSES={num} must be >= 1.")
   if num == 1 and not auto:
     return False
+  address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+  if num is not None:
+    if not address:
+      raise ValueError("JAX_NUM_PROCESSES is set but JAX_COORDINATOR_ADDRESS (host:port of "
+                       "process 0) is not.")
+    if pid is None or not 0 <= pid < num:
+      raise ValueError(f"JAX_PROCESS_ID={pid} must be in 0..{num - 1} "
+                       f"(JAX_NUM_PROCESSES={num}).")
   # CPU collectives between processes (a no-op for GPU and TPU backends).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if num is None:  # JAXLOSS_DISTRIBUTED=auto: the cluster describes itself.
     jax.distributed.initialize()
-    return True
-  address = os.environ.get("JAX_COORDINATOR_ADDRESS")
-  if not address:
-    raise ValueError("JAX_NUM_PROCESSES is set but JAX_COORDINATOR_ADDRESS (host:port of "
-                     "process 0) is not.")
-  if pid is None or not 0 <= pid < num:
-    raise ValueError(f"JAX_PROCESS_ID={pid} must be in 0..{num - 1} (JAX_NUM_PROCESSES={num}).")
-  jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
+  else:
+    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
   return True
 
 
@@ -100,7 +102,8 @@ def barrier(name: str, *, timeout_s: float = 3600.0) -> None:
   Uses the coordination service of JAX's distributed runtime, as Orbax does, with
   a generous timeout: a process may wait here while process 0 prepares a dataset.
   (A collective such as ``multihost_utils.sync_global_devices`` gives up after
-  30 s on CPU.) A process that died makes the others fail here, not hang.
+  30 s on CPU.) When a process dies, the others fail here once the coordination
+  service notices (its heartbeat timeout, about a minute or two), rather than hang.
   """
   if process_count() <= 1:
     return

@@ -5,7 +5,7 @@ each on batches of ``B`` examples. With several devices, `make_mesh` builds a
 two-axis `Mesh`, ``("models", "data")``:
 
 * ``"models"`` splits the vmapped model axis: each device trains ``M / models``
-  whole models, and nothing crosses devices during an epoch (a sweep is
+  whole models, and only the epoch's few metrics cross devices (a sweep is
   embarrassingly parallel). This is what a sweep wants.
 * ``"data"`` splits each batch (data parallel): the models' parameters are
   replicated over it, and XLA's SPMD partitioner inserts the gradient
@@ -18,8 +18,9 @@ runtime): every process runs the same program on the global arrays, and each
 computes the models of its own devices. Helpers here place host (NumPy) values
 on the mesh (`put`) and read results back on every process (`to_host`).
 
-With one device (or ``mesh=None``) every helper returns its input unchanged, so
-the single- and multi-device code paths are the same code.
+With one device (or ``mesh=None``) the ``constrain_*`` helpers return their input
+unchanged and `put` places arrays on the default device, so the single- and
+multi-device code paths are the same code.
 """
 
 from __future__ import annotations
