@@ -15,18 +15,15 @@ Started by `experiments.launch` (2 processes x 2 virtual CPU devices), so
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-from jaxloss.train import distributed  # noqa: E402  (before JAX computes anything)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments
 
-assert distributed.initialize(), "not started as a multi-process run"
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-import _multiprocess_setup as setup  # noqa: E402
-from jaxloss import train as jt  # noqa: E402
-from jaxloss.train import sharding  # noqa: E402
+import _multiprocess_setup as setup
+from jaxloss import train as jt
+from jaxloss.train import distributed
+from jaxloss.train import sharding
 
 
 def train(out: str) -> None:
@@ -59,6 +56,8 @@ def run(out_dir: str, stop_after: int | None) -> None:
 
 
 if __name__ == "__main__":
+  # Before JAX computes anything (importing it computes nothing).
+  assert distributed.initialize(), "not started as a multi-process run"
   args = dict(zip(sys.argv[2::2], sys.argv[3::2]))
   if "--train-npz" in args:
     train(args["--train-npz"])

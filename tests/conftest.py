@@ -90,6 +90,12 @@ if "JAXLOSS_TEST_XLA_CACHE_DIR" not in os.environ:
 jax.config.update("jax_compilation_cache_dir", os.environ["JAXLOSS_TEST_XLA_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# The processes the tests start (multi-process runs, virtual-device workers, CLI
+# runs) share it too: JAX reads these variables when it starts. A resumed
+# multi-process run then reuses the programs its first launch compiled.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["JAXLOSS_TEST_XLA_CACHE_DIR"])
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 @pytest.fixture
