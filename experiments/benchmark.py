@@ -34,6 +34,9 @@ from experiments import cli, harness, outputs
 NUM_CLASSES, LEARNING_RATE = 10, 1e-3
 TARGET_SPEEDUP_VS_TORCH, TARGET_SPEEDUP_VS_LOOP, TARGET_FRACTION_OF_PEAK = 1.5, 1.15, 0.75
 TARGET_OVER_FLOORS = 1.05  # fused s/epoch <= this x (GEMM floor + optimizer floor)
+# Goals on a GPU (issue #12, an H200): a full-MNIST epoch under 20 ms; 64 vmapped models in
+# under 3x the time of one.
+GPU_EPOCH_SECONDS, GPU_MODELS, GPU_MODELS_FACTOR = 0.020, 64, 3.0
 
 
 def positive_ints(text: str) -> tuple[int, ...]:
@@ -391,6 +394,27 @@ def summarize(fused: MethodTiming, loop: MethodTiming, torch: MethodTiming | Non
   return lines, record
 
 
+def gpu_goals(platform: str, fused: MethodTiming, vmapped: Sequence[ModelsTiming]) -> tuple:
+  """``(lines, met)`` of the GPU goals; SKIP (None) on other platforms, or without the 1- and
+  64-model rows for the second goal."""
+  per = {r.models: r.timing.seconds for r in vmapped}
+  on_gpu = platform == "gpu"
+  epoch = fused.seconds if on_gpu else None
+  ratio = per[GPU_MODELS] / per[1] if on_gpu and 1 in per and GPU_MODELS in per else None
+  met = {"gpu_epoch": None if epoch is None else epoch < GPU_EPOCH_SECONDS,
+         "gpu_64_models": None if ratio is None else ratio < GPU_MODELS_FACTOR}
+  why = "" if on_gpu else f" (a GPU goal; this run is on {platform})"
+  lines = [
+      f"SKIP  GPU epoch under {1000 * GPU_EPOCH_SECONDS:g} ms{why}" if epoch is None else
+      f"{'PASS' if met['gpu_epoch'] else 'FAIL'}  GPU epoch: {1000 * epoch:.1f} ms "
+      f"(goal < {1000 * GPU_EPOCH_SECONDS:g} ms)",
+      f"SKIP  {GPU_MODELS} vmapped models under {GPU_MODELS_FACTOR:g}x one"
+      f"{why or ' (needs --models with 1 and 64)'}" if ratio is None else
+      f"{'PASS' if met['gpu_64_models'] else 'FAIL'}  {GPU_MODELS} vmapped models: "
+      f"{ratio:.2f}x the time of one (goal < {GPU_MODELS_FACTOR:g}x)"]
+  return lines, met
+
+
 def models_lines(rows: Sequence[ModelsTiming]) -> list[str]:
   """The vmapped-throughput table: per model count, s/epoch, per model, compile s, memory."""
   if not rows:
@@ -443,7 +467,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
           "device": device, "versions": libs, "batch_size": s.batch_size,
           "hidden": list(s.hidden), "train_examples": len(images), "repeats": s.repeats,
           "vmapped": [r.as_dict() for r in vmapped]})
-  print("\n".join([*lines, *models_lines(vmapped), json.dumps(record)]), flush=True)
+  goal_lines, goals = gpu_goals(env["device"]["platform"], fused, vmapped)
+  record["targets_met"].update(goals)
+  print("\n".join([*lines, *goal_lines, *models_lines(vmapped), json.dumps(record)]), flush=True)
   return record
 
 

@@ -248,28 +248,39 @@ def join_processes() -> None:
 
 def load(settings):
   """MNIST from the settings' data options, subset as asked; a missing or damaged dataset
-  is one ``error:`` line and exit status 2."""
+  is one ``error:`` line and exit status 2.
+
+  ``$JAXLOSS_MNIST_NPZ`` names a `jaxloss.train.Mnist.save` copy to read instead of going
+  through tensorflow-datasets, for a machine without TensorFlow (e.g. a GPU host)."""
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
   from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
-  if distributed.process_count() > 1:
-    # Several processes: process 0 prepares the dataset (once) while the others wait;
-    # then all read it, and a failure is refused the same way by every process.
-    if distributed.is_writer():
-      try:
-        jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
-      except Exception:  # pylint: disable=broad-except  # every process meets it below
-        pass
-    distributed.barrier("MNIST prepared by process 0")
-  try:
-    mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
-  except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
-    _refuse(str(err))
-  distributed.barrier("MNIST loaded")
+  npz = os.environ.get("JAXLOSS_MNIST_NPZ")
+  if npz:
+    try:
+      mnist = jt.Mnist.load(npz)
+    except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
+      _refuse(f"$JAXLOSS_MNIST_NPZ: {err}")
+  else:
+    if distributed.process_count() > 1:
+      # Several processes: process 0 prepares the dataset (once) while the others wait;
+      # then all read it, and a failure is refused the same way by every process.
+      if distributed.is_writer():
+        try:
+          jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
+        except Exception:  # pylint: disable=broad-except  # every process meets it below
+          pass
+      distributed.barrier("MNIST prepared by process 0")
+    try:
+      mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
+    except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
+      _refuse(str(err))
+    distributed.barrier("MNIST loaded")
   mnist = mnist.subset(settings.train_subset, settings.test_subset)
   print(f"MNIST: {mnist.train_images.shape[0]} train / {mnist.test_images.shape[0]} test "
-        f"images loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+        f"images loaded in {time.perf_counter() - t0:.1f} s"
+        + (f" from $JAXLOSS_MNIST_NPZ ({npz})" if npz else ""), flush=True)
   return mnist
 
 

@@ -81,6 +81,20 @@ def test_summarize_keys_targets_and_lines():
   assert no_torch["targets_met"]["over_floors"] is None
 
 
+def test_gpu_goals_pass_fail_and_skip():
+  fused = _timing("fused", (0.015,))
+  rows = [benchmark.ModelsTiming(m, _timing(f"vmap{m}", (s,)), 1.0, 10)
+          for m, s in ((1, 0.015), (64, 0.06))]
+  lines, met = benchmark.gpu_goals("gpu", fused, rows)
+  assert met == {"gpu_epoch": True, "gpu_64_models": False}  # 15 ms; 4x the time of one
+  assert lines[0].startswith("PASS  GPU epoch: 15.0 ms") and lines[1].startswith("FAIL  64")
+  lines, met = benchmark.gpu_goals("cpu", fused, rows)
+  assert met == {"gpu_epoch": None, "gpu_64_models": None}
+  assert all(line.startswith("SKIP") and "this run is on cpu" in line for line in lines)
+  _, met = benchmark.gpu_goals("gpu", fused, rows[:1])
+  assert met["gpu_64_models"] is None
+
+
 def test_flags_and_quick():
   parse = lambda *argv: cli.parse(benchmark.Settings, argv, prog="b", description="")  # noqa: E731
   s = parse("--hidden", "64,32", "--no-torch", "--models", "4,3")

@@ -137,3 +137,47 @@ def test_registered_sums_match_real_files_and_tfds(mnist_dir):
   registered = {line.split("\t")[3].strip(): line.split("\t")[2]
                 for line in text.read_text().splitlines() if line.strip()}
   assert registered == data_lib.MNIST_FILES
+
+
+def _tiny_mnist(n_train=6, n_test=4):
+  rng = np.random.default_rng(0)
+  return data_lib.Mnist(rng.integers(0, 256, (n_train, 28, 28)).astype(np.uint8),
+                        rng.integers(0, 10, n_train).astype(np.int64),
+                        rng.integers(0, 256, (n_test, 28, 28)).astype(np.uint8),
+                        rng.integers(0, 10, n_test).astype(np.int32))
+
+
+def test_npz_copy_round_trip_and_bad_files(tmp_path):
+  mnist = _tiny_mnist()
+  path = tmp_path / "mnist.npz"
+  mnist.save(path)
+  back = data_lib.Mnist.load(path)
+  for name in ("train_images", "train_labels", "test_images", "test_labels"):
+    np.testing.assert_array_equal(getattr(back, name), getattr(mnist, name))
+  assert back.train_labels.dtype == np.int32 and back.train_images.dtype == np.uint8
+  with pytest.raises(data_lib.MnistNotFoundError, match="no MNIST .npz"):
+    data_lib.Mnist.load(tmp_path / "missing.npz")
+  (tmp_path / "junk.npz").write_bytes(b"not a zip")
+  with pytest.raises(data_lib.MnistCorruptError, match="is not a saved MNIST .npz"):
+    data_lib.Mnist.load(tmp_path / "junk.npz")
+  np.savez(tmp_path / "flat.npz", train_images=np.zeros((2, 784), np.uint8),
+           train_labels=np.zeros(2, np.int32), test_images=np.zeros((1, 28, 28), np.uint8),
+           test_labels=np.zeros(1, np.int32))
+  with pytest.raises(data_lib.MnistCorruptError, match=r"the train split is images uint8 \(2, 784\)"):
+    data_lib.Mnist.load(tmp_path / "flat.npz")
+
+
+def test_harness_reads_the_npz_named_by_the_environment(tmp_path, monkeypatch, capsys):
+  from experiments import harness  # pylint: disable=import-outside-toplevel
+
+  _tiny_mnist().save(tmp_path / "mnist.npz")
+  monkeypatch.setenv("JAXLOSS_MNIST_NPZ", str(tmp_path / "mnist.npz"))
+  monkeypatch.setenv("JAXLOSS_MNIST_DIR", str(tmp_path / "nowhere"))  # TFDS is not used
+  got = harness.load(harness.Settings(train_subset=5))
+  assert got.train_images.shape == (5, 28, 28) and got.test_images.shape == (4, 28, 28)
+  assert "from $JAXLOSS_MNIST_NPZ" in capsys.readouterr().out
+  monkeypatch.setenv("JAXLOSS_MNIST_NPZ", str(tmp_path / "missing.npz"))
+  with pytest.raises(SystemExit) as exit_info:
+    harness.load(harness.Settings())
+  assert exit_info.value.code == 2
+  assert "error: $JAXLOSS_MNIST_NPZ: no MNIST .npz" in capsys.readouterr().err

@@ -88,6 +88,42 @@ class Mnist:
     return Mnist(self.train_images[:train], self.train_labels[:train],
                  self.test_images[:test], self.test_labels[:test])
 
+  def save(self, path: str | os.PathLike) -> None:
+    """Writes the four arrays to one compressed ``.npz`` (about 11 MB for MNIST): a copy
+    for a machine without TensorFlow (see `Mnist.load` and ``$JAXLOSS_MNIST_NPZ``)."""
+    np.savez_compressed(path, **{f.name: np.asarray(getattr(self, f.name))
+                                 for f in dataclasses.fields(self)})
+
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> Mnist:
+    """Reads a `Mnist.save` file.
+
+    Raises:
+      MnistNotFoundError: no such file.
+      MnistCorruptError: not an .npz of the four arrays (uint8 images ``[N, 28, 28]``,
+        integer labels ``[N]``).
+    """
+    if not os.path.isfile(path):
+      raise MnistNotFoundError(f"no MNIST .npz at {os.fspath(path)!r} (make one with "
+                               "jaxloss.train.load_mnist().save(path)).")
+    try:
+      with np.load(path) as arrays:
+        fields = {f.name: arrays[f.name] for f in dataclasses.fields(cls)}
+    except Exception as err:  # pylint: disable=broad-except
+      raise MnistCorruptError(f"{os.fspath(path)!r} is not a saved MNIST .npz "
+                              f"({type(err).__name__}: {err}).") from err
+    for split in ("train", "test"):
+      images, labels = fields[f"{split}_images"], fields[f"{split}_labels"]
+      if (images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28)
+          or labels.ndim != 1 or len(labels) != len(images)
+          or not np.issubdtype(labels.dtype, np.integer)):
+        raise MnistCorruptError(
+            f"{os.fspath(path)!r}: the {split} split is images {images.dtype} "
+            f"{images.shape} and labels {labels.dtype} {labels.shape}; expected uint8 "
+            "[N, 28, 28] images and N integer labels.")
+    return cls(**{k: v.astype(np.int32) if k.endswith("labels") else v
+                  for k, v in fields.items()})
+
 
 def default_mnist_dir() -> str | None:
   """``$JAXLOSS_MNIST_DIR``, or None."""
