@@ -6,6 +6,7 @@ import numpy as np
 
 import jaxloss
 from jaxloss import train as jt
+from _synthetic import prototype_images
 from jaxloss.train import sharding
 
 NUM_CLASSES = 4
@@ -21,17 +22,9 @@ def ce_loss(logits, labels):
   return jnp.mean(jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
-def data(n_train=160, n_test=64, side=6, seed=0):
-  """Learnable uint8 'images': a class prototype plus noise (the same in every process)."""
-  rng = np.random.default_rng(seed)
-  protos = rng.integers(0, 256, (NUM_CLASSES, side, side))
-
-  def split(n):
-    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
-    noise = rng.normal(0.0, 60.0, (n, side, side))
-    return np.clip(protos[labels] + noise, 0, 255).astype(np.uint8), labels
-
-  return jt.Mnist(*split(n_train), *split(n_test))
+def data(n_train=160, n_test=64, seed=0):
+  """The training data, the same in every process."""
+  return prototype_images(n_train, n_test, num_classes=NUM_CLASSES, seed=seed)
 
 
 def test_split():

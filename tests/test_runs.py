@@ -17,6 +17,7 @@ pytest.importorskip("orbax.checkpoint")
 
 import jaxloss  # noqa: E402
 from jaxloss import train as jt  # noqa: E402
+from _synthetic import prototype_images  # noqa: E402
 from jaxloss.train import checkpoints  # noqa: E402
 from experiments import runs  # noqa: E402
 
@@ -28,16 +29,7 @@ SPEC = jaxloss.get("softmax_cross_entropy")
 
 
 def synthetic(n_train=256, n_test=64, side=6, seed=0):
-  """Learnable uint8 'images': a class prototype plus noise."""
-  rng = np.random.default_rng(seed)
-  protos = rng.integers(0, 256, (NUM_CLASSES, side, side))
-
-  def split(n):
-    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
-    noise = rng.normal(0.0, 60.0, (n, side, side))
-    return np.clip(protos[labels] + noise, 0, 255).astype(np.uint8), labels
-
-  return jt.Mnist(*split(n_train), *split(n_test))
+  return prototype_images(n_train, n_test, num_classes=NUM_CLASSES, side=side, seed=seed)
 
 
 DATA = synthetic()

@@ -17,6 +17,7 @@ pytest.importorskip("flax")
 
 import jaxloss  # noqa: E402
 from jaxloss import train as jt  # noqa: E402
+from _synthetic import prototype_images  # noqa: E402
 from jaxloss.train import trainer as trainer_lib  # noqa: E402
 
 # These tests train models (seconds each): part of the full suite, not of the quick check.
@@ -30,18 +31,7 @@ def ce_loss(logits, labels):
 
 
 def synthetic(n_train=200, n_test=70, side=6, seed=0):
-  """Learnable uint8 'images': a class prototype plus noise."""
-  rng = np.random.default_rng(seed)
-  protos = rng.integers(0, 256, (NUM_CLASSES, side, side))
-
-  def split(n):
-    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
-    noise = rng.normal(0.0, 60.0, (n, side, side))
-    return np.clip(protos[labels] + noise, 0, 255).astype(np.uint8), labels
-
-  train_x, train_y = split(n_train)
-  test_x, test_y = split(n_test)
-  return jt.Mnist(train_x, train_y, test_x, test_y)
+  return prototype_images(n_train, n_test, num_classes=NUM_CLASSES, side=side, seed=seed)
 
 
 CONFIG = jt.TrainConfig(hidden=(16,), num_classes=NUM_CLASSES, optimizer="adam",
