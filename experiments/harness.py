@@ -263,19 +263,22 @@ def load(settings):
     except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
       _refuse(f"$JAXLOSS_MNIST_NPZ: {err}")
   else:
+    mnist = None
     if distributed.process_count() > 1:
       # Several processes: process 0 prepares the dataset (once) while the others wait;
-      # then all read it, and a failure is refused the same way by every process.
+      # then they read it, and a failure is refused the same way by every process (a
+      # process 0 that failed meets its error again below).
       if distributed.is_writer():
         try:
-          jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
-        except Exception:  # pylint: disable=broad-except  # every process meets it below
+          mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
+        except Exception:  # pylint: disable=broad-except
           pass
       distributed.barrier("MNIST prepared by process 0")
-    try:
-      mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
-    except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
-      _refuse(str(err))
+    if mnist is None:
+      try:
+        mnist = jt.load_mnist(mnist_dir=settings.mnist_dir, data_dir=settings.data_dir)
+      except (jt.MnistNotFoundError, jt.MnistCorruptError) as err:
+        _refuse(str(err))
     distributed.barrier("MNIST loaded")
   mnist = mnist.subset(settings.train_subset, settings.test_subset)
   print(f"MNIST: {mnist.train_images.shape[0]} train / {mnist.test_images.shape[0]} test "

@@ -64,8 +64,11 @@ def _command_line() -> str:
 def is_writer() -> bool:
   """Whether this process writes files: the only process, or process 0 of a multi-process
   run (`jaxloss.train.distributed`); the others compute the same results and write nothing."""
-  jax = sys.modules.get("jax")
-  return jax is None or jax.process_index() == 0
+  if "jax" not in sys.modules:  # nothing joined a multi-process run yet
+    return True
+  from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
+
+  return distributed.is_writer()
 
 
 def write_text(path: str, text: str) -> None:
