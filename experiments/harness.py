@@ -79,6 +79,9 @@ class Variant:
     rates: this variant's rate grid (default: the settings' ``lrs``).
     data: the key of its splits (see `Experiment.splits`).
     metric: the validation metric the selection maximizes.
+    final_splits: splits besides test that the trained models are evaluated on once, at
+      the end, with the same functions (``"val"``, ``"train"``); read them with
+      `Outcome.on`. E.g. ``("val",)`` to fit a temperature or thresholds on validation.
     describe: JSON-ready facts about it for ``summary.json``.
   """
 
@@ -93,6 +96,7 @@ class Variant:
   rates: tuple[float, ...] | None = None
   data: str = "mnist"
   metric: str = "test_accuracy"
+  final_splits: tuple[str, ...] = ()
   describe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -115,7 +119,20 @@ class Outcome:
   @property
   def test(self) -> dict[str, np.ndarray]:
     """Test metric -> ``[seeds]`` (``"correct"``: ``[seeds, N]`` per-example correctness)."""
-    return self.selected.result.test
+    return {k: v for k, v in self.selected.result.test.items() if "/" not in k}
+
+  def on(self, split: str) -> dict[str, np.ndarray]:
+    """The final evaluation on `split` (``"test"`` or one of the variant's ``final_splits``):
+    metric -> ``[seeds]``, and the test_fn's outputs ``[seeds, ...]``. The metric names
+    keep their ``test_`` prefix whatever the split."""
+    if split == "test":
+      return self.test
+    if split not in self.variant.final_splits:
+      raise KeyError(f"{self.variant.name} was not evaluated on {split!r} (its "
+                     f"final_splits: {self.variant.final_splits})")
+    prefix = split + "/"
+    return {k[len(prefix):]: v for k, v in self.selected.result.test.items()
+            if k.startswith(prefix)}
 
   def accuracy(self) -> np.ndarray:
     """Final test accuracy in percent, one per seed."""
@@ -295,6 +312,15 @@ def _config(variant: Variant, settings):
                            **variant.train})
 
 
+def _final_splits_problem(variant: Variant, splits: Splits) -> str | None:
+  if unknown := sorted(set(variant.final_splits) - {"val", "train"}):
+    return f"{variant.name}: final_splits must be among val, train; got {', '.join(unknown)}"
+  if "val" in variant.final_splits and splits.val is None:
+    return (f"{variant.name} is evaluated on the validation split at the end, and there is "
+            "none: give --val-size above 0")
+  return None
+
+
 def _run_variant(variant: Variant, settings, splits: Splits, bar) -> dict[str, Outcome]:
   config = _config(variant, settings)
 
@@ -306,11 +332,13 @@ def _run_variant(variant: Variant, settings, splits: Splits, bar) -> dict[str, O
                         variant.eval_fn, tuple(settings.seeds), describe, learning_rates,
                         loss_params, variant.test_fn)
 
+  pairs = {"val": splits.val, "train": splits.train}
   bar.set_postfix_str(variant.name)
   selected = protocol.select_and_test(
       make_spec, variant.rates or settings.lrs, params=variant.params, sweep=variant.sweep,
       train=splits.train, val=splits.val, test=splits.test, out_dir=settings.out,
-      metric=variant.metric, bar=bar, say=bar.write)
+      metric=variant.metric, also={k: pairs[k] for k in variant.final_splits} or None,
+      bar=bar, say=bar.write)
   names = {key: variant.name + "".join(f"-{k}={v:g}" for k, v in zip(variant.sweep, key))
            for key in selected}
   return {names[key]: Outcome(variant, sel) for key, sel in selected.items()}
@@ -369,6 +397,9 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
     splits = (experiment.splits or default_splits)(settings, mnist)
   except ValueError as err:  # e.g. too few images left for the settings
     _refuse(str(err))
+  for variant in variants:
+    if problem := _final_splits_problem(variant, splits[variant.data]):
+      _refuse(problem)
   os.makedirs(settings.out, exist_ok=True)
   config = {"experiment": experiment.name, "settings": _settings_record(settings),
             "command": cli.command(prog, sys.argv[1:] if argv is None else argv),

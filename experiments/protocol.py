@@ -82,7 +82,8 @@ def select_and_test(make_spec: Callable[..., runs.RunSpec], rates: Sequence[floa
                     params: Mapping[str, Sequence[float]] | None = None,
                     sweep: Mapping[str, Sequence[float]] | None = None, train, val, test,
                     out_dir: str, metric: str = "test_accuracy", extend: bool = True,
-                    bar=None, say=print) -> dict[tuple, Selected]:
+                    also: Mapping[str, Any] | None = None, bar=None,
+                    say=print) -> dict[tuple, Selected]:
   """Runs the protocol (module docstring) for one variant.
 
   Args:
@@ -96,6 +97,7 @@ def select_and_test(make_spec: Callable[..., runs.RunSpec], rates: Sequence[floa
     train: ``(images, labels)`` to train on.
     val: ``(images, labels)`` to select on, or None (single point, evaluate on `test`).
     test: ``(images, labels)``, evaluated once after training.
+    also: ``{split: (images, labels)}`` also evaluated then (`runs.run`), e.g. validation.
     metric: the evaluation metric to maximize (a key of the rows).
     extend: grow the grid (of two rates or more) when a winner sits on an edge.
 
@@ -121,7 +123,7 @@ def select_and_test(make_spec: Callable[..., runs.RunSpec], rates: Sequence[floa
     # rates[0]): bit for bit what a script without a grid trains.
     plain = tag == "grid" and len(points) == 1 and not names
     spec = make_spec(tag, None if plain else tuple(r for r, _ in points), loss_params or None)
-    return runs.run(spec, data, out_dir, bar=bar, test=test, say=say)
+    return runs.run(spec, data, out_dir, bar=bar, test=test, also=also, say=say)
 
   results = [train_rates("grid", rates)]
   tried, extended = list(rates), []

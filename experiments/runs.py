@@ -333,8 +333,23 @@ def _test_eval(spec: RunSpec, state, test) -> dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in out.items()}
 
 
+def _final_eval(spec: RunSpec, state, test, also) -> dict[str, np.ndarray]:
+  """`_test_eval` on `test`, and on each split of `also` with its keys as ``SPLIT/KEY``."""
+  out = _test_eval(spec, state, test)
+  for split, pair in (also or {}).items():
+    out.update({f"{split}/{k}": v for k, v in _test_eval(spec, state, pair).items()})
+  return out
+
+
+def _missing_splits(test_npz: str, also: Mapping[str, Any]) -> list[str]:
+  with np.load(test_npz) as stored:
+    have = {k.split("/", 1)[0] for k in stored.files if "/" in k}
+  return sorted(set(also) - have)
+
+
 def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="auto",
-        test=None, say: Callable[[str], Any] = print) -> RunResult:
+        test=None, also: Mapping[str, Any] | None = None,
+        say: Callable[[str], Any] = print) -> RunResult:
   """Trains `spec` on `data`, or reads it back if finished, or continues it.
 
   Args:
@@ -346,6 +361,9 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
     on_epoch: optional ``on_epoch(spec, rows_of_this_epoch)`` after each saved epoch.
     mesh: passed to `jaxloss.train.iterate_training`.
     test: optional ``(images, labels)`` every model is evaluated on once, at the end.
+    also: optional ``{split: (images, labels)}`` evaluated the same way after `test` (which
+      it needs), stored under ``SPLIT/KEY`` keys of `RunResult.test`; e.g. the validation
+      split, to fit a temperature or a threshold there and apply it to the test outputs.
     say: where the run says that it trains again, and why.
 
   Raises:
@@ -354,6 +372,9 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
   from jaxloss.train import checkpoints  # pylint: disable=import-outside-toplevel
   from jaxloss.train import distributed  # pylint: disable=import-outside-toplevel
   from jaxloss.train import iterate_training  # pylint: disable=import-outside-toplevel
+
+  if also and test is None:
+    raise ValueError("run: `also` evaluates after `test`; give `test` too")
 
   # Several processes (jaxloss.train.distributed): all of them read the folder and
   # decide alike, all train and save the checkpoints together (Orbax writes each
@@ -373,6 +394,8 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
               f"{' ...' if len(changed) > 4 else ''})")
   elif test is not None and os.path.exists(result_json) and not os.path.exists(test_npz):
     reason = "it finished without a test evaluation"
+  elif also and os.path.exists(test_npz) and (missing := _missing_splits(test_npz, also)):
+    reason = f"it finished without an evaluation on {', '.join(missing)}"
   finished = os.path.exists(result_json) and not reason
   if reason:
     say(f"run {spec.run_id}: {reason}; training it again")
@@ -441,7 +464,7 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
 
   tested = None
   if test is not None:
-    tested = _test_eval(spec, state, test)
+    tested = _final_eval(spec, state, test, also)
     if outputs.is_writer():
       np.savez_compressed(test_npz, **tested)
   outputs.write_json(result_json, {"status": status, "diverged": diverged, "wall_seconds": wall,

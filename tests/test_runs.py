@@ -175,13 +175,29 @@ def test_float_targets_pass_through_the_trainer(tmp_path):
 
 def test_test_split_is_evaluated_once_after_training_and_stored(tmp_path):
   test = (DATA.test_images[:40], DATA.test_labels[:40])
-  result = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, test=test)
+  val = (DATA.train_images[:24], DATA.train_labels[:24])
+  result = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, test=test,
+                    also={"val": val})
   assert result.test["correct"].shape == (2, 40) and result.test["correct"].dtype == bool
   np.testing.assert_allclose(result.test["test_accuracy"], result.test["correct"].mean(axis=1),
                              rtol=1e-6)
-  again = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, test=test)
+  # The extra split: the same functions, under SPLIT/KEY.
+  assert result.test["val/correct"].shape == (2, 24)
+  np.testing.assert_allclose(result.test["val/test_accuracy"],
+                             result.test["val/correct"].mean(axis=1), rtol=1e-6)
+  again = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, test=test,
+                   also={"val": val})
   assert again.resumed_from is None
   np.testing.assert_array_equal(again.test["correct"], result.test["correct"])
+  np.testing.assert_array_equal(again.test["val/correct"], result.test["val/correct"])
+  # A split asked for later cannot be read back (the final parameters are not kept): retrain.
+  said = []
+  more = runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, test=test,
+                  also={"val": val, "train": val}, say=said.append)
+  assert more.resumed_from == 0 and "without an evaluation on train" in said[0]
+  np.testing.assert_array_equal(more.test["train/correct"], result.test["val/correct"])
+  with pytest.raises(ValueError, match="give `test` too"):
+    runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, also={"val": val})
 
 
 def test_changed_code_retrains_and_says_which(tmp_path, monkeypatch):
