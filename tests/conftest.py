@@ -264,3 +264,43 @@ def mnist_loaded_once(mnist_dir, prepared_mnist, monkeypatch, _mnist_memo):
 
   monkeypatch.setattr(jt, "load_mnist", load_once)
   return mnist_dir
+
+
+# XLA compilations per test, for work on the suite's time. Most of the suite's
+# time is compiling, and compile counts do not depend on the machine's load the
+# way seconds do: ``JAXLOSS_TEST_COMPILES=PATH`` writes, per test process,
+# ``PATH.<worker>.json`` with each test's number of backend compilations and
+# the seconds of tracing, lowering and compiling (jax.monitoring events); `tests/_compiles.py` sums them by file.
+_COMPILES_PATH = os.environ.get("JAXLOSS_TEST_COMPILES")
+_compiles = {"count": 0, "seconds": 0.0}
+_compiles_by_test: dict = {}
+
+
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+
+
+def _count_compile(event: str, seconds: float, **_) -> None:
+  """Counts backend compilations; the seconds include tracing and lowering to MLIR."""
+  if event in _COMPILE_EVENTS:
+    _compiles["count"] += event == _COMPILE_EVENTS[-1]
+    _compiles["seconds"] += seconds
+
+
+if _COMPILES_PATH:
+  jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+  @pytest.hookimpl(hookwrapper=True)
+  def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
+    count, seconds = _compiles["count"], _compiles["seconds"]
+    yield
+    _compiles_by_test[item.nodeid] = [_compiles["count"] - count,
+                                      round(_compiles["seconds"] - seconds, 4)]
+
+  def pytest_sessionfinish(session):  # pylint: disable=unused-argument
+    import json  # pylint: disable=import-outside-toplevel
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if _compiles_by_test:
+      with open(f"{_COMPILES_PATH}.{worker}.json", "w") as f:
+        json.dump(_compiles_by_test, f, indent=0)
