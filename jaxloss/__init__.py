@@ -10,6 +10,7 @@ Importing jaxloss pulls in JAX and NumPy only. The training wing lives in
 """
 
 # The loss core.
+from jaxloss._src.absolute_error import softmax_absolute_error as softmax_absolute_error
 from jaxloss._src.cross_entropy import cross_entropy as cross_entropy
 from jaxloss._src.cross_entropy import label_smoothing_cross_entropy as label_smoothing_cross_entropy
 from jaxloss._src.cross_entropy import nll_loss as nll_loss
@@ -32,6 +33,7 @@ from jaxloss._src.ovr_margin import ovr_square as ovr_square
 from jaxloss._src.ovr_margin import ovr_squared_hinge as ovr_squared_hinge
 from jaxloss._src.ovr_margin import ovr_tangent as ovr_tangent
 from jaxloss._src.reductions import weighted_mean as weighted_mean
+from jaxloss._src.sigmoid import balanced_sigmoid_difference as balanced_sigmoid_difference
 from jaxloss._src.sigmoid import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jaxloss._src.sigmoid import sigmoid_difference as sigmoid_difference
 from jaxloss._src.squared import brier_score as brier_score

@@ -129,6 +129,11 @@ CASES: dict[str, Case] = {
     "softmax_focal_loss": _softmax_case(jaxloss.softmax_focal_loss),
     "poly1_cross_entropy": _softmax_case(jaxloss.poly1_cross_entropy),
     "brier_score": _softmax_case(jaxloss.brier_score),
+    # 1 - p_y, bounded: a label (or target mass) at probability 0 costs 1, not +inf.
+    "softmax_absolute_error": Case(
+        jaxloss.softmax_absolute_error, "int", shift_invariant=True, minus_inf_masks=True),
+    "softmax_absolute_error[prob]": Case(
+        jaxloss.softmax_absolute_error, "prob", shift_invariant=True),
     # Multiclass margins: margin + (z_j - z_y); a -inf competitor takes no part.
     "multiclass_hinge_loss[crammer_singer]": _hinge_case("crammer_singer", False),
     "multiclass_hinge_loss[crammer_singer,squared]": _hinge_case("crammer_singer", True),
@@ -137,6 +142,8 @@ CASES: dict[str, Case] = {
     # Per-class sigmoid and one-vs-rest margin losses: -inf is a value (a limit).
     "sigmoid_focal_loss": Case(jaxloss.sigmoid_focal_loss, "onehot", other_kind="int"),
     "sigmoid_difference": Case(jaxloss.sigmoid_difference, "onehot", other_kind="int"),
+    "balanced_sigmoid_difference": Case(
+        jaxloss.balanced_sigmoid_difference, "onehot", other_kind="int"),
     "sigmoid_binary_cross_entropy": Case(
         jaxloss.sigmoid_binary_cross_entropy, "onehot", other_kind="int"),
     **{f"ovr_{kind}": Case(fn, "pm1") for kind, fn in _OVR.items()},

@@ -24,7 +24,7 @@ REQUIRED = (
     "sigmoid_focal_loss", "poly1_cross_entropy", "brier_score", "square_loss",
     "multiclass_hinge_loss", "multiclass_hinge_ww", "ovr_hinge", "ovr_squared_hinge",
     "ovr_smooth_hinge", "ovr_logistic", "ovr_exponential", "ovr_savage", "ovr_tangent",
-    "ovr_square",
+    "ovr_square", "softmax_absolute_error", "balanced_sigmoid_difference",
 )
 # The old short names, kept as aliases of the canonical (function) names.
 OLD_NAMES = {
@@ -132,6 +132,7 @@ class RegistryTest(parameterized.TestCase):
       ("CE", "softmax_cross_entropy"), ("mnist_loss", "sigmoid_difference"),
       ("mnist-loss", "sigmoid_difference"), ("sigdiff", "sigmoid_difference"),
       ("bce", "sigmoid_binary_cross_entropy"), ("ovr-hinge", "ovr_hinge"),
+      ("mae", "softmax_absolute_error"), ("MAE", "softmax_absolute_error"),
       *OLD_NAMES.items(), ("Softmax-Focal", "softmax_focal_loss"))
   def test_aliases(self, alias, name):
     spec = jaxloss.get(alias)

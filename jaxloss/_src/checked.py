@@ -23,8 +23,10 @@ losses (their ``jaxloss_target_range``)                 float targets in
 =====================================================  ====================
 the cross-entropy family, nll_loss, kl_divergence,      ``[0, 1]``
 the focal losses, sigmoid_difference,
+balanced_sigmoid_difference,
 sigmoid_binary_cross_entropy, brier_score,
-square_loss, multiclass_hinge_loss
+softmax_absolute_error, square_loss,
+multiclass_hinge_loss
 the one-vs-rest margin losses ovr_* and                 ``[-1, 1]``
 ovr_margin_loss
 a function without the mark                             not checked

@@ -55,6 +55,24 @@ def integer_label_nll(logits, labels, *, axis, where, weights, example_mask, fn)
   return nll, parts, labels, w, example_mask, mask
 
 
+def probability_targets(logits, targets, *, axis, where, weights, example_mask, fn):
+  """The kernel of every softmax loss on targets of the logits' shape.
+
+  Returns ``(parts, t, example_mask)``: `numerics.softmax_parts` of the logits
+  (shift-exact) and the checked targets with the class axis last, scaled by the
+  class weights and 0 in masked classes; the caller applies `numerics.finalize`.
+  """
+  logits, z, mask, w = _prepare(logits, axis, where, weights)
+  t = _checks.to_last_axis(_checks.check_targets(logits, targets, axis, fn), axis)
+  example_mask = _checks.check_example_mask(example_mask, z.shape[:-1])
+  parts = _numerics.softmax_parts(z, mask)
+  if w is not None:
+    t = t * _class_weights_like(w, z)
+  if mask is not None:
+    t = jnp.where(mask, t, 0.0)
+  return parts, t, example_mask
+
+
 def finish_integer_label_loss(loss, parts, labels, w, example_mask):
   """Scales by the class weight of the label, then applies `numerics.finalize`."""
   if w is not None:
@@ -121,15 +139,9 @@ def softmax_cross_entropy(
   if jnp.issubdtype(raw.dtype, jnp.integer) and raw.shape != jnp.shape(logits):
     return softmax_cross_entropy_with_integer_labels(
         logits, raw, axis=axis, where=where, weights=weights, example_mask=example_mask)
-  logits, z, mask, w = _prepare(logits, axis, where, weights)
-  t = _checks.to_last_axis(
-      _checks.check_targets(logits, raw, axis, "softmax_cross_entropy"), axis)
-  example_mask = _checks.check_example_mask(example_mask, z.shape[:-1])
-  parts = _numerics.softmax_parts(z, mask)
-  if w is not None:
-    t = t * _class_weights_like(w, z)
-  if mask is not None:
-    t = jnp.where(mask, t, 0.0)
+  parts, t, example_mask = probability_targets(
+      logits, raw, axis=axis, where=where, weights=weights, example_mask=example_mask,
+      fn="softmax_cross_entropy")
   loss = -jnp.sum(_numerics.xlogy_safe(t, parts.log_softmax()), axis=-1)
   return _numerics.finalize(loss, bad=parts.bad, dead=parts.dead, example_mask=example_mask)
 

@@ -35,6 +35,7 @@ softmax_cross_entropy           integer      softmax     argmax
 (ce, cross_entropy)
 sigmoid_difference              one_hot      sigmoid     argmax
 (mnist_loss, sigdiff)
+balanced_sigmoid_difference     one_hot      sigmoid     argmax
 sigmoid_binary_cross_entropy    one_hot      sigmoid     argmax
 (bce)
 multilabel_bce (preset)         multi_hot    sigmoid     threshold   (not multi-class)
@@ -46,6 +47,7 @@ sigmoid_focal_loss              one_hot      sigmoid     argmax      gamma=2,
 (sigmoid_focal)                                                      alpha=0.25
 poly1_cross_entropy (poly1)     integer      softmax     argmax      epsilon=1
 brier_score (brier)             integer      softmax     argmax
+softmax_absolute_error (mae)    integer      softmax     argmax
 square_loss                     integer      none        argmax      k=1, m=1
 multiclass_hinge_loss           integer      none        argmax      crammer_singer,
 (multiclass_hinge)                                                   margin=1
@@ -72,6 +74,7 @@ import jax.numpy as jnp
 
 from jax.typing import ArrayLike
 
+from jaxloss._src.absolute_error import softmax_absolute_error
 from jaxloss._src.cross_entropy import label_smoothing_cross_entropy
 from jaxloss._src.cross_entropy import softmax_cross_entropy
 from jaxloss._src.focal import poly1_cross_entropy
@@ -87,6 +90,7 @@ from jaxloss._src.ovr_margin import ovr_square
 from jaxloss._src.ovr_margin import ovr_squared_hinge
 from jaxloss._src.ovr_margin import ovr_tangent
 from jaxloss._src.reductions import weighted_mean
+from jaxloss._src.sigmoid import balanced_sigmoid_difference
 from jaxloss._src.sigmoid import sigmoid_binary_cross_entropy
 from jaxloss._src.sigmoid import sigmoid_difference
 from jaxloss._src.squared import brier_score
@@ -258,6 +262,10 @@ _BUILTINS: Mapping[str, _Entry] = types.MappingProxyType({
         "Mean |target - sigmoid(logit)| per class: fast.ai's mnist_loss, one-hot trained.",
         "Howard & Gugger, Deep Learning for Coders with fastai and PyTorch (2020), ch. 4",
         aliases=("mnist_loss", "sigdiff")),
+    "balanced_sigmoid_difference": _entry(
+        balanced_sigmoid_difference, "one_hot", "sigmoid",
+        "Sigmoid difference with positive and negative classes averaged apart, 1/2 each.",
+        "Howard & Gugger (2020), ch. 4 mnist_loss, class-balanced; jaxloss issue #13"),
     "sigmoid_binary_cross_entropy": _entry(
         sigmoid_binary_cross_entropy, "one_hot", "sigmoid",
         "Per-class sigmoid binary cross-entropy on one-hot targets, argmax prediction.",
@@ -293,6 +301,11 @@ _BUILTINS: Mapping[str, _Entry] = types.MappingProxyType({
         "Brier score: squared distance between softmax probabilities and the one-hot label.",
         "Brier, Verification of Forecasts Expressed in Terms of Probability, MWR 1950",
         aliases=("brier",)),
+    "softmax_absolute_error": _entry(
+        softmax_absolute_error, "integer", "softmax",
+        "Softmax absolute error 1 - p_y: half the L1 distance from softmax to the one-hot label.",
+        "Ghosh, Kumar & Sastry, Robust Loss Functions under Label Noise, AAAI 2017 (MAE / 2)",
+        aliases=("mae",)),
     "square_loss": _entry(
         square_loss, "integer", "none",
         "Square loss on raw logits with rescaling k (true class) and target m.",

@@ -19,7 +19,7 @@ from jax.typing import ArrayLike
 from jaxloss._src import checks as _checks
 from jaxloss._src import numerics as _numerics
 
-__all__ = ["sigmoid_binary_cross_entropy", "sigmoid_difference"]
+__all__ = ["balanced_sigmoid_difference", "sigmoid_binary_cross_entropy", "sigmoid_difference"]
 
 
 def _prepare(logits, targets, axis, where, example_mask, fn):
@@ -111,6 +111,90 @@ def sigmoid_difference(
   # |.| is not differentiable at 0, which a finite logit never reaches on 0/1
   # targets (0 < sigma(z) < 1); JAX's derivative of abs at 0 is 0, not NaN.
   loss = _numerics.mean_over_classes(jnp.abs(diff), mask)
+  return _numerics.finalize(loss, bad=bad, example_mask=example_mask)
+
+
+@_checks.declares_targets(_checks.UNIT_TARGETS)
+def balanced_sigmoid_difference(
+    logits: ArrayLike, targets: ArrayLike, *, axis: int = -1, where: ArrayLike | None = None,
+    example_mask: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Sigmoid difference with the positive and the negative classes averaged apart.
+
+  .. math::
+    \ell = \tfrac{1}{2} \left( \frac{\sum_c t_c\, (1 - \sigma(z_c))}{\sum_c t_c}
+      + \frac{\sum_c (1 - t_c)\, \sigma(z_c)}{\sum_c (1 - t_c)} \right)
+
+  with the sums over the unmasked classes. On 0/1 targets this is half the
+  mean of :math:`1 - \sigma(z_c)` over the positive classes plus half the mean
+  of :math:`\sigma(z_c)` over the negative ones: `sigmoid_difference` with each
+  group weighted 1/2 instead of by its share of the classes. On one-hot
+  targets over :math:`K` classes, sigmoid-difference charges "no to every
+  class" only :math:`1/K`; here it costs 1/2, as much as "yes to every
+  class". The terms are bounded and flat at both ends as in
+  `sigmoid_difference`: the gradient, :math:`-\sigma'(z_c) / (2 P)` on a
+  positive class and :math:`\sigma'(z_c) / (2 N)` on a negative one (``P``,
+  ``N`` the group sizes), still vanishes on confidently wrong outputs. Soft
+  targets count ``t_c`` of a class as positive and ``1 - t_c`` as negative (the
+  weighted means above), so they do not give the mean absolute difference of
+  `sigmoid_difference`.
+
+  **A row with no positive or no negative class** (no unmasked class with
+  ``t_c > 0``, or none with ``t_c < 1``, e.g. the book's single logit ``[..., 1]``,
+  or a label on a masked class): the empty group takes no part and the other
+  one has weight 1, so the loss is that group's mean, the loss of
+  `sigmoid_difference` on such a row. A row with every class masked gives 0.
+  Empty groups are 0/0 computed without NaN (`jaxloss._src.numerics.safe_divide`),
+  in the value and in both AD modes.
+
+  Args:
+    logits: floating, ``[..., K, ...]`` with the classes on ``axis``, or
+      ``[..., 1]`` (one binary logit per example); not a 0-d scalar.
+    targets: what `sigmoid_difference` takes: one-hot, multi-hot or soft
+      targets in ``[0, 1]`` of the logits' shape (floating, integer or
+      boolean); integer labels ``[...]`` raise (use ``jax.nn.one_hot``).
+    axis: the class axis.
+    where: optional boolean class mask broadcastable to ``logits.shape``;
+      masked classes are in neither group. ``-inf`` logits are allowed anywhere
+      (an unmasked one counts as probability 0: a term of 1 for a positive
+      class and 0 for a negative one).
+    example_mask: optional boolean ``[...]``; ``False`` examples give 0.
+
+  Returns:
+    Per-example losses in ``[0, 1]``, shape ``[...]`` (no class axis); float32
+    for 16/32-bit logits and float64 for float64 logits. A NaN or ``+inf`` in
+    an unmasked class gives NaN. Not invariant to a common shift of the logits
+    (each class has its own sigmoid).
+
+  Example:
+    >>> import jax.numpy as jnp, jaxloss
+    >>> logits_BxC = jnp.array([[-3.0, -3.0, -3.0], [0.0, 2.0, -1.0]])
+    >>> onehot_BxC = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> print(jaxloss.balanced_sigmoid_difference(logits_BxC, onehot_BxC).round(4))
+    [0.5    0.2518]
+    >>> print(jaxloss.sigmoid_difference(logits_BxC, onehot_BxC).round(4))  # "no" is cheap
+    [0.3491 0.296 ]
+
+  Reference: Howard & Gugger, *Deep Learning for Coders with fastai and
+  PyTorch* (2020), ch. 4, ``mnist_loss``, with class-balanced averaging as in
+  the balanced error rate.
+  """
+  _, z, t, mask, example_mask = _prepare(
+      logits, targets, axis, where, example_mask, "balanced_sigmoid_difference")
+  zs, minus_inf, bad = _numerics.sigmoid_inputs(z, mask)
+  # 1 - sigma(z) as sigma(-z): no cancellation at saturated logits (see
+  # sigmoid_difference); a -inf logit gives the limits 1 and 0.
+  miss = jnp.where(minus_inf, 1.0, jax.nn.sigmoid(-zs))
+  false_alarm = jnp.where(minus_inf, 0.0, jax.nn.sigmoid(zs))
+  positive, negative = t, 1.0 - t
+  if mask is not None:
+    positive = jnp.where(mask, positive, 0.0)
+    negative = jnp.where(mask, negative, 0.0)
+  num_pos, num_neg = jnp.sum(positive, axis=-1), jnp.sum(negative, axis=-1)
+  pos_mean = _numerics.safe_divide(jnp.sum(positive * miss, axis=-1), num_pos)
+  neg_mean = _numerics.safe_divide(jnp.sum(negative * false_alarm, axis=-1), num_neg)
+  groups = (num_pos > 0).astype(z.dtype) + (num_neg > 0).astype(z.dtype)
+  loss = _numerics.safe_divide(pos_mean + neg_mean, groups)
   return _numerics.finalize(loss, bad=bad, example_mask=example_mask)
 
 
