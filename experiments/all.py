@@ -1,16 +1,27 @@
 """Runs the whole experiment suite with its defaults and writes one report.
 
     python -m experiments.all                      # writes experiments/REPORT.md
+    python -m experiments.all --estimate-only      # the wall-time estimate alone
     python -m experiments.all --quick --out /tmp/q # smoke run; report in /tmp/q/REPORT.md
 
 Every experiment writes into ``OUT/NAME/`` (default ``OUT=runs/all``) and is
 resumable: rerunning the same command reads finished runs back and continues
 unfinished ones from their last completed epoch (see `experiments.runs`).
 
+Before training, it prints an estimate of its wall time per experiment and in total:
+each experiment's plan (`harness.plan`: models x epochs x training images x FLOPs per
+example of every variant's grid) times the seconds per FLOP of this machine, timed on a
+small vmapped program at the start (`harness.measure_speed`, a few seconds), plus that
+program's compile time per run; runs already finished in ``OUT`` count nothing. Grid
+extensions can add to it: "about X min, up to Y min with grid extensions". The suite's
+defaults are cut to fit `BUDGET_MINUTES` on a 2-core CPU (each experiment's report says
+what it cut).
+
 The report (``experiments/REPORT.md`` for a default run, ``OUT/REPORT.md`` for
-``--quick`` or ``--report PATH``) opens with one line per experiment (its
-headline), then each experiment's own ``summary.md`` with its figures copied next
-to the report (``report/NAME/*.png``), and the commands and wall times.
+``--quick`` or ``--report PATH``) opens with the estimate against the measured time and
+one line per experiment (its headline), then each experiment's own ``summary.md`` with
+its figures copied next to the report (``report/NAME/*.png``), and the commands and
+wall times.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import re
 import shutil
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from experiments import cli, harness, outputs
 
@@ -31,6 +42,7 @@ from experiments import cli, harness, outputs
 NAMES = ("compare", "fastbook_3v7", "zoo", "gradients", "multilabel", "open_set",
          "label_smoothing")
 DEFAULT_REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "REPORT.md")
+BUDGET_MINUTES = 180  # the suite's defaults on this project's 2-core CPU
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -51,7 +63,40 @@ class Settings:
                                      "$JAXLOSS_MNIST_DIR)")
   data_dir: str | None = cli.option(None, "TFDS data dir (default $JAXLOSS_DATA_DIR)")
   no_progress: bool = cli.option(False, "hide the progress bars")
+  estimate_only: bool = cli.option(False, "print the wall-time estimate and stop (loads MNIST "
+                                   "and times a small program; trains nothing)")
   quick: bool = False
+
+
+def estimate_rows(plans: Mapping[str, Sequence[harness.Cost]], seconds_per_flop: float,
+                  compile_seconds: float) -> list[dict[str, Any]]:
+  """Per experiment: minutes (and the most with grid extensions), runs and model-epochs."""
+  rows = []
+  for name, costs in plans.items():
+    low, high = harness.estimate(costs, seconds_per_flop, compile_seconds)
+    rows.append({"name": name, "minutes": low / 60, "max_minutes": high / 60,
+                 "runs": len(costs), "done": sum(c.done for c in costs),
+                 "model_epochs": sum(c.model_epochs for c in costs if not c.done)})
+  return rows
+
+
+def estimate_text(rows: Sequence[dict[str, Any]], seconds_per_flop: float,
+                  compile_seconds: float) -> str:
+  """The estimate as printed before the start: one line per experiment, then the total."""
+  lines = [f"Estimated wall time (each variant's models x epochs x images x FLOPs at "
+           f"{seconds_per_flop:.3g} s per FLOP, timed here, plus {compile_seconds:.0f} s of "
+           "compilation per run; finished runs count nothing):"]
+  width = max((len(r["name"]) for r in rows), default=0)
+  for r in rows:
+    done = f", {r['done']} of {r['runs']} first runs finished" if r["done"] else ""
+    work = f"{r['model_epochs']:.0f}" if r["model_epochs"] >= 10 else f"{r['model_epochs']:.2g}"
+    lines.append(f"  {r['name']:<{width}}  about {r['minutes']:.0f} min (up to "
+                 f"{r['max_minutes']:.0f} with grid extensions), {work} model-epochs to "
+                 f"train{done}")
+  low, high = sum(r["minutes"] for r in rows), sum(r["max_minutes"] for r in rows)
+  over = f"; over the suite's {BUDGET_MINUTES}-minute budget" if low > BUDGET_MINUTES else ""
+  lines.append(f"  total: about {low:.0f} min, up to {high:.0f} min with grid extensions{over}")
+  return "\n".join(lines)
 
 
 def relink_figures(markdown: str, name: str, figures: Sequence[str], report_dir: str) -> str:
@@ -87,13 +132,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   mnist = harness.load(dataclasses.replace(harness.Settings(), mnist_dir=s.mnist_dir,
                                            data_dir=s.data_dir))  # once, for every script
   t_all = time.perf_counter()
+  experiments = {name: importlib.import_module(f"experiments.{name}").EXPERIMENT
+                 for name in s.only}
+  plans = {name: harness.plan(exp, harness.settings_of(exp, _argv(s, os.path.join(s.out, name))),
+                              mnist) for name, exp in experiments.items()}
+  speed = harness.measure_speed()
+  planned = estimate_rows(plans, *speed)
+  estimate = estimate_text(planned, *speed)
+  if outputs.is_writer():
+    print(estimate, flush=True)
+  if s.estimate_only:
+    return {"estimate": planned}
   sections, rows = [], []
-  for name in s.only:
+  for name, experiment in experiments.items():
     out = os.path.join(s.out, name)
     print(f"\n=== {name} -> {out}", flush=True)
     t0 = time.perf_counter()
-    module = importlib.import_module(f"experiments.{name}")
-    summary = harness.main(module.EXPERIMENT, _argv(s, out), mnist=mnist)
+    summary = harness.main(experiment, _argv(s, out), mnist=mnist)
     if not outputs.is_writer():  # several processes: process 0 alone writes the report
       continue
     with open(os.path.join(out, "summary.md")) as f:
@@ -104,10 +159,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sections.append(relink_figures(md, name, figures, report_dir))
     rows.append({"name": name, "title": summary["title"], "headline": summary["headline"],
                  "seconds": float(summary["wall_seconds"]),
-                 "session_seconds": time.perf_counter() - t0})
+                 "session_seconds": time.perf_counter() - t0,
+                 "estimate": next(p for p in planned if p["name"] == name)})
 
   total = time.perf_counter() - t_all
   dev = env["device"]
+  low, high = (sum(p[k] for p in planned) for k in ("minutes", "max_minutes"))
   lines = [
       "# jaxloss experiment report" + (" (QUICK MODE: smoke run, numbers meaningless)"
                                        if s.quick else ""), "",
@@ -115,18 +172,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       f"committed code, on {dev['platform'].upper()} ({dev['device_kind']}, "
       f"{dev['device_count']} device(s)), jax {env['versions']['jax']}, "
       f"{env.get('processor') or ''}. Started {env['started']}; this invocation took "
-      f"{total / 60:.1f} min (finished runs are read back, not retrained).", "",
-      "## At a glance", "", "| experiment | question | finding | time |", "|---|---|---|---|"]
+      f"{total / 60:.1f} min (finished runs are read back, not retrained), against an estimate "
+      f"before the start of about {low:.0f} min, up to {high:.0f} min with grid extensions "
+      f"(the suite's defaults are cut to fit {BUDGET_MINUTES} min on a 2-core CPU).", "",
+      "## At a glance", "", "| experiment | question | finding | time (estimate) |",
+      "|---|---|---|---|"]
   for r in rows:
     headline = r["headline"].replace("|", "\\|")
     lines.append(f"| `python -m experiments.{r['name']}` | {r['title']} | {headline} | "
-                 f"{r['seconds'] / 60:.1f} min |")
+                 f"{r['seconds'] / 60:.1f} min ({r['estimate']['minutes']:.0f}) |")
   lines += ["", "Every section below is the experiment's own `summary.md`, written by the "
             "command shown; figures are copied into `report/`.", ""]
   outputs.write_text(report, "\n".join(lines) + "\n" + "\n\n".join(
       section.strip() + "\n" for section in sections))
   outputs.write_json(os.path.join(s.out, "all.json"), outputs.json_ready(
-      {"environment": env, "sections": rows, "total_seconds": total,
+      {"environment": env, "sections": rows, "total_seconds": total, "estimate": planned,
+       "seconds_per_flop": speed[0], "compile_seconds": speed[1],
        "report": os.path.abspath(report), "argv": list(sys.argv[1:] if argv is None else argv)}))
   if outputs.is_writer():
     print(f"\nwrote {report} ({len(sections)} sections) in {total / 60:.1f} min", flush=True)

@@ -7,7 +7,9 @@ from `Settings`, whose fields are its command line, see `experiments.cli`), its 
 (``report(settings, outcomes) -> Report``). The harness owns the rest: the device line,
 loading, every variant's protocol (`experiments.protocol`) on resumable runs
 (`experiments.runs`), the progress bar and the files in ``--out`` (``config.json``,
-``metrics.jsonl``, ``summary.json``/``.csv``/``.md``, the figures).
+``metrics.jsonl``, ``summary.json``/``.csv``/``.md``, the figures). `plan` lists what an
+experiment will train (models, epochs, examples, FLOPs) without training it, and `estimate`
+turns that into minutes with `measure_speed` (`experiments.all` prints it before starting).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import numpy as np
 
 from experiments import cli, outputs, protocol, runs, stats
 
-__all__ = ["Experiment", "Outcome", "Report", "Settings", "Splits", "Variant", "compare",
-           "compile_fast", "default_splits", "join_processes", "load", "main"]
+__all__ = ["Cost", "Experiment", "Outcome", "Report", "Settings", "Splits", "Variant", "compare",
+           "compile_fast", "default_splits", "estimate", "join_processes", "load", "main",
+           "measure_speed", "plan", "settings_of"]
 
 _NOT_COMPARED = ("out", "no_progress", "mnist_dir", "data_dir")  # settings that change no number
 
@@ -77,6 +80,8 @@ class Variant:
     sweep: loss hyperparameters swept, not selected: every combination is its own outcome,
       named ``NAME-k=v`` (e.g. ``ls-alpha=0.1``), all trained in one program.
     rates: this variant's rate grid (default: the settings' ``lrs``).
+    seeds: this variant's seeds (default: the settings' ``seeds``), e.g. a selected table
+      with 5 seeds beside a headline with 3 in one experiment.
     data: the key of its splits (see `Experiment.splits`).
     metric: the validation metric the selection maximizes.
     final_splits: splits besides test that the trained models are evaluated on once, at
@@ -94,6 +99,7 @@ class Variant:
   params: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
   sweep: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
   rates: tuple[float, ...] | None = None
+  seeds: tuple[int, ...] | None = None
   data: str = "mnist"
   metric: str = "test_accuracy"
   final_splits: tuple[str, ...] = ()
@@ -329,8 +335,8 @@ def _run_variant(variant: Variant, settings, splits: Splits, bar) -> dict[str, O
                 "eval": "validation" if splits.val is not None else "test",
                 "train_examples": int(np.shape(splits.train[1])[0])}
     return runs.RunSpec(f"{variant.name}-{tag}", config, variant.loss_fn, variant.predict_fn,
-                        variant.eval_fn, tuple(settings.seeds), describe, learning_rates,
-                        loss_params, variant.test_fn)
+                        variant.eval_fn, tuple(variant.seeds or settings.seeds), describe,
+                        learning_rates, loss_params, variant.test_fn)
 
   pairs = {"val": splits.val, "train": splits.train}
   bar.set_postfix_str(variant.name)
@@ -369,6 +375,160 @@ def _selection_markdown(outcomes: Mapping[str, Outcome]) -> str:
   return "\n".join(lines)
 
 
+def settings_of(experiment: Experiment, argv: Sequence[str] | None = None):
+  """The experiment's settings from the command line `argv` (its flags, the harness's rules
+  and the experiment's `check`); a bad value is one ``error:`` line and exit status 2."""
+  return cli.parse(experiment.settings, argv, prog=f"python -m experiments.{experiment.name}",
+                   description=experiment.description or experiment.title,
+                   check=lambda s: _problems(s) + list(experiment.check(s) if
+                                                        experiment.check else []))
+
+
+def _variants(experiment: Experiment, settings) -> list[Variant]:
+  try:
+    return list(experiment.variants(settings))
+  except (KeyError, ValueError, TypeError) as err:
+    _refuse(str(err).strip("'\""))
+
+
+def _splits(experiment: Experiment, settings, mnist) -> Mapping[str, Splits]:
+  try:
+    return (experiment.splits or default_splits)(settings, mnist)
+  except ValueError as err:  # e.g. too few images left for the settings
+    _refuse(str(err))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+  """What one variant's protocol trains (`plan`), before any grid extension.
+
+  Attributes:
+    variant: its name.
+    run_id: the folder of its first run under ``OUT/runs/`` (``NAME-grid``).
+    models: grid points x seeds, trained as one program.
+    epochs: training epochs of each model.
+    examples: training examples per epoch of each model (whole batches).
+    eval_examples: examples evaluated per epoch (validation, or test without one).
+    final_examples: examples evaluated once at the end (test and ``final_splits``).
+    weights: multiply-adds of one example's forward pass (the MLP's weight count).
+    extension_models: the models one grid extension adds (a rate x the other points).
+    max_extensions: how many extensions the protocol may add (0 without selection).
+    done: the first run is finished in ``OUT`` (it is read back, not trained).
+  """
+
+  variant: str
+  run_id: str
+  models: int
+  epochs: int
+  examples: int
+  eval_examples: int
+  final_examples: int
+  weights: int
+  extension_models: int = 0
+  max_extensions: int = 0
+  done: bool = False
+
+  @property
+  def flops_per_example(self) -> int:
+    """Training FLOPs of one example in one model: 6 per weight (forward 2, backward 4)."""
+    return 6 * self.weights
+
+  def flops(self, models: int | None = None) -> float:
+    """Training and evaluation FLOPs of `models` models (default: the run's)."""
+    per_model = (self.epochs * (self.flops_per_example * self.examples
+                                + 2 * self.weights * self.eval_examples)
+                 + 2 * self.weights * self.final_examples)
+    return float(self.models if models is None else models) * per_model
+
+  @property
+  def model_epochs(self) -> float:
+    """Models x epochs x training examples / 50000 (the unit of the suite's budget)."""
+    return self.models * self.epochs * self.examples / 50000
+
+
+def _mlp_weights(input_size: int, hidden: Sequence[int], num_classes: int) -> int:
+  widths = (input_size, *hidden, num_classes)
+  return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def plan(experiment: Experiment, settings, mnist) -> list[Cost]:
+  """What `experiment` trains under `settings`, one `Cost` per variant, without training.
+
+  `mnist`: the dataset `main` would get (its subsets are applied here); the experiment's
+  splits are built to read their sizes. The grid of a variant is its rates x its loss
+  hyperparameter values (``params`` and ``sweep``) x its seeds; with a validation split and
+  two rates or more, the protocol may add up to `protocol.MAX_EXTENSIONS` rates per
+  direction, each one rate x the other points x the seeds (`Cost.extension_models`).
+  """
+  variants = _variants(experiment, settings)
+  splits = _splits(experiment, settings, mnist.subset(settings.train_subset,
+                                                      settings.test_subset))
+  out = []
+  for v in variants:
+    config, split = _config(v, settings), splits[v.data]
+    n_train = int(np.shape(split.train[1])[0])
+    steps = (config.steps_per_epoch(n_train) if hasattr(config, "steps_per_epoch")
+             else n_train // config.batch_size)
+    combos = int(np.prod([len(x) for x in (*v.params.values(), *v.sweep.values())]))
+    rates, seeds = v.rates or settings.lrs, v.seeds or settings.seeds
+    selects = split.val is not None and len(rates) > 1
+    evaluated = split.val if split.val is not None else split.test
+    final = int(np.shape(split.test[1])[0]) + sum(
+        int(np.shape({"val": split.val, "train": split.train}[k][1])[0])
+        for k in v.final_splits if (k != "val" or split.val is not None))
+    run_id = f"{v.name}-grid"
+    out.append(Cost(
+        v.name, run_id, len(rates) * combos * len(seeds), config.epochs,
+        min(steps * config.batch_size, n_train), int(np.shape(evaluated[1])[0]), final,
+        _mlp_weights(int(np.prod(np.shape(split.train[0])[1:])), config.hidden,
+                     config.num_classes),
+        combos * len(seeds) if selects else 0, protocol.MAX_EXTENSIONS if selects else 0,
+        os.path.exists(os.path.join(settings.out, "runs", run_id, "result.json"))))
+  return out
+
+
+def estimate(costs: Sequence[Cost], seconds_per_flop: float,
+             compile_seconds: float) -> tuple[float, float]:
+  """Seconds to train `costs` (finished runs count 0), and the most with grid extensions.
+
+  Each run costs its FLOPs x `seconds_per_flop` plus `compile_seconds` (one program); the
+  second number adds every possible extension in one direction (`Cost.max_extensions`
+  runs of `Cost.extension_models` models each, every one a program of its own).
+  """
+  base = extra = 0.0
+  for c in costs:
+    if not c.done:
+      base += c.flops() * seconds_per_flop + compile_seconds
+    extra += c.max_extensions * (c.flops(c.extension_models) * seconds_per_flop
+                                 + compile_seconds)
+  return base, base + extra
+
+
+def measure_speed(*, hidden: Sequence[int] = (512, 512), models: int = 16,
+                  examples: int = 2048, epochs: int = 2) -> tuple[float, float]:
+  """``(seconds per FLOP, compile seconds)`` of this machine, timed on a small run.
+
+  `models` MLPs of `hidden` train as one vmapped program on `examples` random 28x28 images
+  (batch 128, Adam), the way the experiments train: the last epoch's time over its FLOPs
+  (`Cost.flops`), and the time XLA took to compile the program. A few seconds in all.
+  """
+  import jaxloss  # pylint: disable=import-outside-toplevel
+  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
+
+  rng = np.random.default_rng(0)
+  n_eval = max(examples // 4, 1)
+  data = jt.Mnist(rng.integers(0, 256, (examples, 28, 28), dtype=np.uint8),
+                  rng.integers(0, 10, examples).astype(np.int32),
+                  rng.integers(0, 256, (n_eval, 28, 28), dtype=np.uint8),
+                  rng.integers(0, 10, n_eval).astype(np.int32))
+  config = jt.TrainConfig(hidden=tuple(hidden), epochs=epochs, batch_size=128)
+  records = list(jt.iterate_training(config, data, seeds=tuple(range(models)), mesh=None,
+                                     loss_fn=jaxloss.get("ce").loss_from_labels))
+  cost = Cost("probe", "probe", models, 1, (examples // 128) * 128, n_eval, 0,
+              _mlp_weights(28 * 28, hidden, 10))
+  return records[-1].seconds / cost.flops(), sum(r.compile_seconds for r in records)
+
+
 def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
          mnist=None) -> dict[str, Any]:
   """Runs `experiment` from the command line `argv`; returns the summary written.
@@ -377,14 +537,8 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
   the settings' subsets still apply. A ``--quick`` run calls `compile_fast`.
   """
   prog = f"python -m experiments.{experiment.name}"
-  settings = cli.parse(experiment.settings, argv, prog=prog,
-                       description=experiment.description or experiment.title,
-                       check=lambda s: _problems(s) + list(experiment.check(s) if
-                                                            experiment.check else []))
-  try:
-    variants = list(experiment.variants(settings))
-  except (KeyError, ValueError, TypeError) as err:
-    _refuse(str(err).strip("'\""))
+  settings = settings_of(experiment, argv)
+  variants = _variants(experiment, settings)
   _check_out(settings)
   t_start = time.perf_counter()
   if settings.quick:
@@ -393,10 +547,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
   env = outputs.print_device()
   mnist = load(settings) if mnist is None else mnist.subset(settings.train_subset,
                                                             settings.test_subset)
-  try:
-    splits = (experiment.splits or default_splits)(settings, mnist)
-  except ValueError as err:  # e.g. too few images left for the settings
-    _refuse(str(err))
+  splits = _splits(experiment, settings, mnist)
   for variant in variants:
     if problem := _final_splits_problem(variant, splits[variant.data]):
       _refuse(problem)
@@ -433,9 +584,9 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
              **report.summary, "wall_seconds": time.perf_counter() - t_start}
   table = _summary_rows(outcomes)
   markdown = f"## {experiment.title}\n\n**Verdict.** {report.verdict}\n\n{report.markdown}\n"
-  if settings.val_size:
+  if selected := {n: o for n, o in outcomes.items() if splits[o.variant.data].val is not None}:
     markdown += ("\nLearning-rate selection on the validation split:\n\n"
-                 f"{_selection_markdown(outcomes)}\n")
+                 f"{_selection_markdown(selected)}\n")
   out = settings.out
   outputs.write_json(os.path.join(out, "summary.json"), outputs.json_ready(summary))
   outputs.write_text(os.path.join(out, "summary.csv"), outputs.csv_text(table))

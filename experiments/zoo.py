@@ -1,16 +1,27 @@
-"""How does every multi-class loss of the registry compare with cross-entropy on full MNIST?
+"""How do the multi-class losses compare with cross-entropy on full MNIST, two MLPs?
 
 Trained the same way, which single-label multi-class losses match softmax cross-entropy, which
 are better or worse, which fail; how does our 784-800-10 cross-entropy MLP compare with the
-published MLP results? Every loss of ``--losses`` (default ``jaxloss.multiclass()``) trains
-with every MLP of ``--models`` (784-512-512-10 and 784-800-10 ReLU; Adam, cosine decay, no
-regularization or augmentation) under `experiments.protocol`. Verdict: each loss vs
-cross-entropy of the same MLP, paired over seeds (`harness.compare`, Holm over all pairs of all
-MLPs); a diverged seed or a mean test error >= ``--fail-error`` % fails. Also writes one table
-per MLP and the published results in ``summary.md``, and ``final_error.png``. Usage::
+published MLP results? Every loss of ``--losses`` trains with every MLP of ``--models``
+(784-512-512-10 and 784-800-10 ReLU; Adam, cosine decay, no regularization or augmentation)
+under `experiments.protocol`. A loss with numeric hyperparameters (`GRIDS`: focal gamma, poly
+epsilon, smoothing alpha, square-loss k and M, hinge margin) has them selected on validation
+jointly with the rate: rates x values train as one vmapped program, the best mean validation
+accuracy wins (the rate grid grows past an edge; a hyperparameter grid does not, and the report
+says when its winner sits on an edge; ``--val-size 0``: one rate and the library's values).
+Verdict: each loss vs cross-entropy of the same MLP, paired over seeds (`harness.compare`,
+Holm over all pairs of all MLPs); a diverged seed or a mean test error >= ``--fail-error`` %
+fails. ``summary.md``: one table per MLP (selected rate and hyperparameters, test error, ECE,
+NLL, confidence, class, effect) and the published results; ``final_error.png`` and
+``curves.png`` (error per epoch).
+
+The default is cut to fit the suite's time budget (about 50 min on a 2-core CPU): the
+reference, the two controls of `experiments.compare` (``softmax_absolute_error``,
+``balanced_sigmoid_difference``) and softmax focal loss (a gamma grid), 3 epochs; the report
+lists the registry's losses left out. ``--losses all`` runs every one (hours here). Usage::
 
   JAXLOSS_MNIST_DIR=../shared/data/mnist python -m experiments.zoo
-  python -m experiments.zoo --losses ce,brier,multiclass_hinge --models 800
+  python -m experiments.zoo --losses ce,brier,multiclass_hinge,label_smoothing --models 800
   python -m experiments.zoo --quick --out /tmp/zoo_quick
 """
 
@@ -26,7 +37,21 @@ from experiments import cli, harness, outputs, plots
 
 REFERENCE = "softmax_cross_entropy"
 OURS = f"h800-{REFERENCE}"  # set beside the published 784-800-10 results
-QUICK_LOSSES = (REFERENCE, "sigmoid_difference", "multiclass_hinge_loss")
+# The default cut (module docstring): what fits the suite's budget with two MLPs.
+DEFAULT_LOSSES = (REFERENCE, "softmax_absolute_error", "balanced_sigmoid_difference",
+                  "softmax_focal_loss")
+QUICK_LOSSES = (REFERENCE, "balanced_sigmoid_difference", "label_smoothing_cross_entropy")
+# Loss hyperparameter -> values selected jointly with the rate: small grids bracketing the
+# library default (`test_zoo` checks that every numeric hyperparameter has one).
+GRIDS = {
+    "label_smoothing_cross_entropy": {"alpha": (0.05, 0.1, 0.2)},
+    "softmax_focal_loss": {"gamma": (1.0, 2.0, 4.0)},
+    "sigmoid_focal_loss": {"gamma": (1.0, 2.0, 4.0), "alpha": (0.1, 0.25, 0.5)},
+    "poly1_cross_entropy": {"epsilon": (0.5, 1.0, 2.0)},
+    "square_loss": {"k": (0.5, 1.0, 2.0), "m": (0.5, 1.0, 2.0)},
+    "multiclass_hinge_loss": {"margin": (0.5, 1.0, 2.0)},
+    "multiclass_hinge_ww": {"margin": (0.5, 1.0, 2.0)},
+}
 CLASSES = {"reference": "black", "equivalent": "tab:green", "better": "tab:blue",
            "worse": "tab:orange", "inconclusive": "tab:gray", "fails": "tab:red"}
 _SIMARD = "Simard, Steinkraus & Platt, ICDAR 2003, via LeCun, Cortes & Burges' MNIST page"
@@ -64,11 +89,12 @@ def _models_text(text: str) -> str:  # a str option: --help shows a tuple of tup
 class Settings(harness.Settings):
   """zoo's command line: the harness's, plus the losses and the MLPs."""
 
-  val_size: int = cli.option(10000, "training images held out to select on (0: one rate, "
-                             "no selection)", parse=cli.nonnegative_int, quick=0)
+  epochs: int = cli.option(3, "training epochs, the same for selection and the reported runs "
+                           "(3: the default cut to fit the suite's time budget)",
+                           parse=cli.positive_int, quick=2)
   out: str = cli.option("runs/zoo", "output folder")
   losses: tuple[str, ...] = cli.option(
-      ("all",), f"registry names or aliases ('all': every multi-class loss, "
+      DEFAULT_LOSSES, f"registry names or aliases ('all': every multi-class loss, "
       f"jaxloss.multiclass()); {REFERENCE}, the reference, is always added",
       parse=cli.names, quick=QUICK_LOSSES)
   models: str = cli.option("512,512;800", "MLPs as ';'-separated hidden-width lists",
@@ -92,18 +118,44 @@ def model_name(hidden: Sequence[int]) -> str:
   return "-".join(map(str, (784, *hidden, 10)))
 
 
+def loss_with(name: str, logits_BxC, labels_B, **hyperparams):
+  """The mean loss `name` with traced `hyperparams` (the grid's values, data in the program)."""
+  import jaxloss  # pylint: disable=import-outside-toplevel
+  return jaxloss.get(name, **hyperparams).loss_from_labels(logits_BxC, labels_B)
+
+
 def variants(s: Settings) -> list[harness.Variant]:
+  """Every (MLP, loss); a loss in `GRIDS` gets its grid as ``params``, selected with the rate
+  (without a validation split, ``--val-size 0``, it keeps the library's defaults)."""
   import jaxloss  # pylint: disable=import-outside-toplevel
   names = jaxloss.multiclass() if s.losses == ("all",) else s.losses
   specs = [jaxloss.get(n) for n in (REFERENCE, *names)]
   if bad := [spec.name for spec in specs if not spec.multiclass]:
     raise ValueError(f"--losses: {bad[0]!r} is not a single-label multi-class loss")
   specs = list({spec.name: spec for spec in specs}.values())  # the reference first, each once
-  # Issue #13: the losses' own hyperparameters could be selected with the rate: Variant.params.
-  return [harness.Variant(f"{tag(h)}-{spec.name}", spec.loss_from_labels, spec.predict,
-                          train={"hidden": h},
-                          describe={"loss": spec.name, "hyperparams": dict(spec.hyperparams)})
-          for h in s.mlps for spec in specs]
+  return [harness.Variant(
+      f"{tag(h)}-{spec.name}",
+      functools.partial(loss_with, spec.name) if spec.name in GRIDS else spec.loss_from_labels,
+      spec.predict, train={"hidden": h}, params=GRIDS.get(spec.name, {}) if s.val_size else {},
+      describe={"loss": spec.name, "hyperparams": dict(spec.hyperparams)})
+      for h in s.mlps for spec in specs]
+
+
+def chosen(outcome: harness.Outcome) -> dict[str, tuple[float, str]]:
+  """Selected loss hyperparameter -> ``(value, where)``: where it sits in its grid,
+  ``"lower edge"``, ``"upper edge"`` or ``"inside"`` (a grid is never extended)."""
+  out = {}
+  for name, values in outcome.variant.params.items():
+    value = outcome.selected.point[name]
+    out[name] = (value, "lower edge" if value == min(values) else
+                 "upper edge" if value == max(values) else "inside")
+  return out
+
+
+def _chosen_text(outcome: harness.Outcome) -> str:
+  grids = {k: ", ".join(f"{x:g}" for x in values) for k, values in outcome.variant.params.items()}
+  return ", ".join(f"{k} {v:g} ({where} of {grids[k]})"
+                   for k, (v, where) in chosen(outcome).items()) or "—"
 
 
 def error(outcome: harness.Outcome) -> np.ndarray:
@@ -139,16 +191,47 @@ def _effect(c) -> str:
   return f"{i.mean:+.2f} ({i.low:+.2f} to {i.high:+.2f}), Holm p {c.p_holm:.2g}"
 
 
+def left_out(s: Settings) -> list[str]:
+  """The registry's multi-class losses this run leaves out (the cut, when not ``all``)."""
+  import jaxloss  # pylint: disable=import-outside-toplevel
+  if s.losses == ("all",):
+    return []
+  run = {jaxloss.get(n).name for n in (REFERENCE, *s.losses)}
+  return [n for n in jaxloss.multiclass() if n not in run]
+
+
+def _scaled_pm(values, scale: float = 1.0, digits: int = 2) -> str:
+  mean, std = outputs.mean_std(scale * np.asarray(values, np.float64))
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def tables_markdown(s: Settings, outcomes, classes, by_name) -> str:
   """One table per MLP, then the published results beside our 784-800-10 cross-entropy."""
-  lines = [f"Mean ± std over seeds {list(s.seeds)}; effect: the loss's test accuracy minus "
-           f"{REFERENCE}'s in points (95% t CI over seeds); equivalent: CI inside ±{s.margin:g}; "
-           f"fails: a diverged seed or >= {s.fail_error:g}% test error."]
+  cut = left_out(s)
+  how = (f"the rate (and a loss's hyperparameters, jointly, in one program) selected on "
+         f"{s.val_size} held-out training images" if s.val_size else
+         "one rate and the library's hyperparameters, no selection")
+  lines = [f"Adam, cosine decay, batch {s.batch_size}, {s.epochs} epochs; {how}; mean ± std "
+           f"over seeds {list(s.seeds)}; effect: the loss's test "
+           f"accuracy minus {REFERENCE}'s in points (95% t CI over seeds); equivalent: CI "
+           f"inside ±{s.margin:g}; fails: a diverged seed or >= {s.fail_error:g}% test error. "
+           "ECE (15 bins), NLL and confidence of softmax(logits), for every loss alike."]
+  if cut:
+    lines[0] += (f" Not run here, {len(cut)} of the registry's multi-class losses (the default "
+                 "is cut to fit the suite's time budget; `--losses` runs any, `all` every one): "
+                 f"{', '.join(cut)}.")
   for h in s.mlps:
-    lines += ["", f"### {model_name(h)} ReLU MLP", "", "| loss | selected lr | test error % "
-              "| class | effect vs reference (95% CI) |", "|---|---|---|---|---|"]
+    lines += ["", f"### {model_name(h)} ReLU MLP", "", "| loss | selected lr | selected "
+              "hyperparameters | test error % | ECE % | NLL | mean confidence | class "
+              "| effect vs reference (95% CI) |", "|---|---|---|---|---|---|---|---|---|"]
     for n, o in ((n, outcomes[n]) for n in of_model(outcomes, h)):
-      lines.append(f"| {o.variant.describe['loss']} | {o.selected.lr:g} | {_pm(error(o))} "
+      grown = ", ".join(f"{r:.3g}" for r in o.selected.extended)
+      grown = f" (grown: {grown})" if grown else ""
+      lines.append(f"| {o.variant.describe['loss']} | {o.selected.lr:.3g}{grown} "
+                   f"| {_chosen_text(o)} | {_pm(error(o))} "
+                   f"| {_scaled_pm(o.test['test_ece'], 100.0)} "
+                   f"| {_scaled_pm(o.test['test_nll'], digits=3)} "
+                   f"| {_scaled_pm(o.test['test_confidence'], digits=3)} "
                    f"| {classes[n]} | {_effect(by_name[n]) if n in by_name else '—'} |")
   lines += ["", "### Beside the published MNIST results for MLPs", "", "| MLP, loss | "
             "augmentation / regularization | test error % | source |", "|---|---|---|---|"]
@@ -177,6 +260,30 @@ def plot_final_error(s: Settings, outcomes, classes, path: str) -> None:
   plots.save(fig, path)
 
 
+def plot_curves(s: Settings, outcomes, path: str) -> None:
+  """Error % per epoch (log scale) of the selected models, mean and min-max over seeds, one
+  panel per MLP: on the validation split (the test split without one)."""
+  fig, axes = plots.pyplot().subplots(1, len(s.mlps), squeeze=False, sharey=True,
+                                      figsize=(6.0 * len(s.mlps), 4.4))
+  losses = list(dict.fromkeys(o.variant.describe["loss"] for o in outcomes.values()))
+  colors = dict(zip(losses, plots.colors(len(losses))))
+  for ax, h in zip(axes[0], s.mlps):
+    for n in of_model(outcomes, h):
+      loss = outcomes[n].variant.describe["loss"]
+      err_ExS = 100.0 * (1.0 - outcomes[n].curve("test_accuracy"))
+      plots.plot_band(ax, np.arange(1, err_ExS.shape[0] + 1), err_ExS, loss, color=colors[loss],
+                      **({"linewidth": 2.4} if loss == REFERENCE else {}))
+    ax.set_yscale("log")
+    plots.plain_log_ticks(ax.yaxis)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(title=f"{model_name(h)} ReLU", xlabel="epoch")
+    ax.grid(True, which="both", alpha=0.3)
+  split = "validation" if s.val_size else "test"
+  axes[0][0].set_ylabel(f"{split} error % (log), selected models")
+  axes[0][-1].legend(fontsize=8)
+  plots.save(fig, path)
+
+
 def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Report:
   """Verdict (better / worse with CIs, counts, failures), one table per MLP, the figure."""
   classes, by_name = verdicts(s, outcomes)
@@ -199,16 +306,23 @@ def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Repo
       + f"; fail: {failing or 'none'}.")
   summary = {"reference": REFERENCE, "classes": classes,
              "test_error": {n: outputs.mean_std(error(o)) for n, o in outcomes.items()},
+             "test_ece": {n: outputs.mean_std(o.test["test_ece"]) for n, o in outcomes.items()},
+             "hyperparams": {n: {k: {"value": v, "grid": list(o.variant.params[k]), "where": w}
+                                 for k, (v, w) in chosen(o).items()}
+                             for n, o in outcomes.items() if o.variant.params},
+             "left_out": left_out(s),
              "comparisons": [dataclasses.asdict(c) for c in by_name.values()],
              "published": PUBLISHED}
   return harness.Report(
       verdict, tables_markdown(s, outcomes, classes, by_name) + "\n\n"
-      "![test error per loss, coloured by class](final_error.png)", summary,
-      {"final_error.png": lambda path: plot_final_error(s, outcomes, classes, path)}, headline)
+      "![test error per loss, coloured by class](final_error.png)\n\n"
+      "![error per epoch of the selected models](curves.png)", summary,
+      {"final_error.png": lambda path: plot_final_error(s, outcomes, classes, path),
+       "curves.png": lambda path: plot_curves(s, outcomes, path)}, headline)
 
 
 EXPERIMENT = harness.Experiment(
-    "zoo", "How does every multi-class loss compare with cross-entropy on full MNIST?",
+    "zoo", "How do the multi-class losses compare with cross-entropy on full MNIST?",
     Settings, variants, report,
     check=lambda s: [] if len(s.seeds) > 1 else ["--seeds: the paired verdicts need 2 seeds"])
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import jaxloss
-from experiments import compare, harness, protocol, runs
+from experiments import compare, harness, protocol, runs, stats
 from _experiments import refusal
 
 
@@ -24,8 +24,9 @@ def test_diagnose_shows_vanishing_gradient_of_sigmoid_difference():
   """A confidently wrong output: sigmoid-difference gives ~0 gradient, cross-entropy ~sqrt(2)."""
   logits_NxC = jnp.array([[-20.0, 20.0, -20.0], [20.0, -20.0, -20.0]])  # wrong, then right
   labels_N = jnp.array([0, 0])
-  ce = compare.diagnose(jaxloss.get("ce"), logits_NxC, labels_N)
-  sd = compare.diagnose(jaxloss.get("sigmoid_difference"), logits_NxC, labels_N)
+  # Jitted, as a test_fn runs (one program each: op by op it would take many more compiles).
+  ce, sd = (jax.jit(lambda z, y, spec=jaxloss.get(name): compare.diagnose(spec, z, y))(
+      logits_NxC, labels_N) for name in ("ce", "sigmoid_difference"))
   assert ce["test_error"] == sd["test_error"] == 0.5
   assert ce["correct"].tolist() == [False, True]
   np.testing.assert_allclose(ce["wrong_grad_norm_median"], math.sqrt(2.0), rtol=1e-4)
@@ -49,6 +50,115 @@ def _fake_outcome(acc_ExS, seconds=2.0):
                           [{"seed": 0}, {"seed": 1}], test)
   selected = protocol.Selected({"lr": 1e-3}, [], [], result, [result])
   return harness.Outcome(harness.Variant("x", loss_fn=None), selected)
+
+
+def _fake_selected(loss, acc_S, n=1000):
+  """A second-table Outcome: seed s gets the first ``acc_S[s] * n`` test digits right."""
+  correct_SxN = np.arange(n)[None, :] < np.round(np.asarray(acc_S) * n)[:, None]
+  test = {"test_accuracy": correct_SxN.mean(axis=1), "correct": correct_SxN,
+          **{k: np.full(len(acc_S), 0.5) for k in (
+              "test_nll", "test_ece", "test_confidence", "wrong_grad_norm_median",
+              "wrong_tiny_grad_share", "true_prob_mean", "wrong_true_prob_mean",
+              "top_prob_mean")}}
+  result = runs.RunResult(loss, "done", [], {}, 1.0, 0,
+                          [{"seed": s} for s in range(len(acc_S))], test)
+  selected = protocol.Selected({"lr": 1e-4}, [], [3.16e-5], result, [result])
+  return harness.Outcome(harness.Variant(f"selected-{loss}", loss_fn=None, data="selected",
+                                         describe={"loss": loss}), selected)
+
+
+SD_ACC = [0.11, 0.12, 0.115, 0.113, 0.114]
+
+
+def _selected(mae, bsd):
+  return {o.variant.name: o for o in (
+      _fake_selected("softmax_cross_entropy", [0.98, 0.981, 0.979, 0.98, 0.982]),
+      _fake_selected("sigmoid_difference", SD_ACC),
+      _fake_selected("softmax_absolute_error", mae),
+      _fake_selected("balanced_sigmoid_difference", bsd))}
+
+
+def test_selected_pairs_and_holm_across_families():
+  assert compare.selected_pairs(list(compare.SELECTED_LOSSES)) == [
+      ("sigmoid_difference", "softmax_cross_entropy"),
+      ("softmax_absolute_error", "softmax_cross_entropy"),
+      ("balanced_sigmoid_difference", "softmax_cross_entropy"),
+      ("softmax_absolute_error", "sigmoid_difference"),
+      ("balanced_sigmoid_difference", "sigmoid_difference")]
+  assert compare.selected_pairs(["balanced_sigmoid_difference"]) == []
+  family = stats.compare_pairs({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.1]}, [("a", "b")])
+  other = stats.compare_pairs({"c": [5.0, 5.1], "d": [0.0, 0.0]}, [("c", "d")])
+  both = compare.holm_across(family + other, margin=0.15)
+  assert [c.p_holm for c in both] == pytest.approx(stats.holm([family[0].p_value,
+                                                               other[0].p_value]))
+  assert all(c.verdict == stats.verdict(c.interval, c.p_holm) for c in both)
+
+
+@pytest.mark.parametrize("mae, bsd, words", [
+    (0.97, 0.96, ["1 - p_y (bounded", "trains (97.00%", "boundedness alone does not cause",
+                  "balanced sigmoid-difference (no 9-to-1", "the 9-to-1 imbalance causes"]),
+    (0.5, 0.113, ["trains only partly (50.00%", "does not explain all",
+                  "does not train (11.30%", "the imbalance alone does not explain it"]),
+])
+def test_explain_reads_the_controls(mae, bsd, words):
+  outcomes = _selected([mae] * 5, [bsd] * 5)
+  by_loss = {o.variant.describe["loss"]: o for o in outcomes.values()}
+  comps = compare.holm_across(harness.compare(
+      by_loss, compare.selected_pairs(list(by_loss)), margin=0.15), 0.15)
+  acc = {n: float(np.mean(o.accuracy())) for n, o in by_loss.items()}
+  claims, short = compare.explain(acc, {(c.a, c.b): c for c in comps})
+  text = "; ".join(claims)
+  for word in words:
+    assert word in text
+  assert len(claims) == len(short) == 2 and "vs sigmoid-difference +" in claims[0]
+  sd_trains = compare.explain({"sigmoid_difference": 95.0}, {})[0]
+  assert sd_trains == ["with its own rate sigmoid-difference trains (95.00%), so its collapse "
+                       "belongs to the headline's rate"]
+  assert compare.explain({"softmax_cross_entropy": 98.0}, {}) == ([], [])
+
+
+def test_report_with_both_tables():
+  head = {n: _fake_outcome([[0.96, 0.975], [0.979, 0.981]]) for n in compare.DEFAULT_LOSSES}
+  for n, o in head.items():
+    o.selected.result.test.update(correct=np.ones((2, 10), bool),
+                                  test_accuracy=np.array([0.975, 0.981]))
+    object.__setattr__(o, "variant", harness.Variant(n, loss_fn=None))
+  s = compare.Settings()
+  rep = compare.report(s, {**head, **_selected([0.97] * 5, [0.96] * 5)})
+  assert len(re.findall(r"[A-Za-z%)]\.(?:\s|$)", rep.verdict)) <= 3  # sentences
+  assert "With the rate selected on validation (5 seeds, 5 epochs): softmax_cross_entropy " \
+         "98.04%, sigmoid_difference 11.44%" in rep.verdict
+  assert rep.headline.endswith("; rate selected: boundedness alone is not the cause; the "
+                               "imbalance is the cause.")
+  assert len(rep.headline.split()) <= 40
+  assert len(rep.summary["comparisons"]) == 1 + 5  # one Holm family: the headline's and 5
+  md = rep.markdown
+  assert "### With the learning rate selected on validation" in md
+  assert "5 epochs, not the headline's 10: the suite's time budget" in md
+  assert "| sigmoid_difference | 0.0001 (grid grown: 3.16e-05) | 11.44 ± 0." in md
+  assert "Holm over all 6 comparisons of this experiment" in md
+  assert "| softmax_absolute_error vs sigmoid_difference | +85.56 | +85.11 to +86.01 " \
+         "| < 0.0001 | better |" in md
+  assert "**What causes the collapse.** 1 - p_y (bounded" in md
+  assert [r["loss"] for r in rep.summary["selected_rows"]] == list(compare.SELECTED_LOSSES)
+
+
+def test_variants_and_splits_of_both_tables():
+  from jaxloss import train as jt
+
+  s = compare.Settings(selected_losses=("mae", "balanced_sigmoid_difference"), train_subset=3000)
+  head, *_, last = compare.variants(s)
+  assert head.name == "softmax_cross_entropy" and head.data == "mnist" and head.seeds is None
+  assert last.name == "selected-balanced_sigmoid_difference" and last.data == "selected"
+  assert last.seeds == (0, 1, 2, 3, 4) and last.rates == protocol.half_decades()
+  assert last.train["epochs"] == 5 and last.train["hidden"] == (512, 512)
+  rng = np.random.default_rng(0)
+  mnist = jt.Mnist(rng.integers(0, 255, (12000, 2, 2), dtype=np.uint8), np.arange(12000) % 10,
+                   np.zeros((5, 2, 2), np.uint8), np.arange(5))
+  splits = compare.splits(s, mnist)
+  assert splits["mnist"].val is None and len(splits["mnist"].train[1]) == 12000
+  assert len(splits["selected"].val[1]) == 10000 and len(splits["selected"].train[1]) == 2000
+  assert list(compare.splits(compare.Settings(selected_losses=()), mnist)) == ["mnist"]
 
 
 def test_summarize_crossings_and_tables():
@@ -81,6 +191,13 @@ def _refused(argv, capsys, monkeypatch, tmp_path):
     (["--losses", "ce,softmax_cross_entropy"], "error: --losses lists a loss twice"),
     (["--losses", "multilabel_bce"], "error: --losses: 'multilabel_bce' is not"),
     (["--optimizer", "rmsprop"], "error: --optimizer: must be one of"),
+    (["--selected-losses", "ce,softmax_cross_entropy"],
+     "error: --selected-losses lists a loss twice"),
+    (["--selected-losses", "multilabel_bce"], "error: --selected-losses: 'multilabel_bce' is"),
+    (["--selected-val-size", "2000", "--train-subset", "2000"],
+     "error: --selected-val-size: must be below the 2000"),
+    (["--selected-val-size", "1950", "--train-subset", "2000"],
+     "error: --batch-size: must be at most the 50 training images left by"),
 ])
 def test_bad_flags_are_one_line_exit_2_before_any_data(argv, start, tmp_path, capsys,
                                                        monkeypatch):
@@ -128,9 +245,10 @@ def test_cli_end_to_end_quick_resume_and_refused_change(tmp_path, capsys):
       "metrics.jsonl", "summary.csv", "summary.md", "summary.json", "curves.png", "config.json"}
 
   rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-  assert len(rows) == 2 * 2 * 2  # losses x seeds x epochs
-  assert {r["variant"] for r in rows} == set(compare.DEFAULT_LOSSES)
-  assert {r["split"] for r in rows} == {"test"}
+  assert len(rows) == (2 + 1) * 2 * 2  # (losses + selected losses) x seeds x epochs
+  selected = "selected-balanced_sigmoid_difference"  # --quick's second table
+  assert {r["variant"] for r in rows} == {*compare.DEFAULT_LOSSES, selected}
+  assert {r["variant"] for r in rows if r["split"] == "validation"} == {selected}
   for r in rows:
     assert 0.0 <= r["test_accuracy"] <= 1.0 and math.isfinite(r["train_loss"])
     assert r["wall_seconds"] >= r["epoch_seconds"] > 0
@@ -145,8 +263,16 @@ def test_cli_end_to_end_quick_resume_and_refused_change(tmp_path, capsys):
   assert [r["loss"] for r in saved["rows"]] == list(compare.DEFAULT_LOSSES)
   assert len(re.findall(r"[A-Za-z%)]\.(?:\s|$)", saved["verdict"])) <= 3  # sentences
   assert "softmax_cross_entropy vs sigmoid_difference: +" in saved["verdict"]
+  assert "With the rate selected on validation (2 seeds, 2 epochs): " \
+         "balanced_sigmoid_difference " in saved["verdict"]
+  bsd = saved["variants"][selected]
+  assert bsd["selected"] == {"lr": 3e-3} and len(bsd["test"]["test_accuracy"]) == 2
+  assert [r["loss"] for r in saved["selected_rows"]] == ["balanced_sigmoid_difference"]
+  md = (out / "summary.md").read_text()
+  assert "### With the learning rate selected on validation" in md
+  assert f"| {selected} | lr 0.003 | lr 0.003: " in md  # the harness's selection table
   with open(out / "summary.csv") as f:
-    assert [r["variant"] for r in csv.DictReader(f)] == list(compare.DEFAULT_LOSSES)
+    assert [r["variant"] for r in csv.DictReader(f)] == [*compare.DEFAULT_LOSSES, selected]
   config = json.loads((out / "config.json").read_text())
   assert config["settings"]["seeds"] == [0, 1] and config["settings"]["hidden"] == [32]
   assert config["environment"]["versions"]["jax"] == jax.__version__

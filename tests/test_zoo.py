@@ -26,14 +26,20 @@ def test_parse_models_tags_and_names():
   assert zoo.model_name((800,)) == "784-800-10" and zoo.OURS == "h800-softmax_cross_entropy"
 
 
-def _fake_outcome(name, acc_S, diverged=None):
-  """An Outcome whose seed s gets the first ``acc_S[s] * N_TEST`` test examples right."""
+def _fake_outcome(name, acc_S, diverged=None, params=None, point=None):
+  """An Outcome whose seed s gets the first ``acc_S[s] * N_TEST`` test examples right
+  (two epochs of validation rows: 0.5, then its mean accuracy)."""
   correct_SxN = np.arange(N_TEST)[None, :] < np.round(np.asarray(acc_S) * N_TEST)[:, None]
-  result = runs.RunResult(name, "done", [], dict(diverged or {}), 1.0, 0,
-                          [{"seed": s} for s in range(len(acc_S))],
-                          {"test_accuracy": correct_SxN.mean(axis=1), "correct": correct_SxN})
-  selected = protocol.Selected({"lr": 1e-3}, [], [], result, [result])
-  variant = harness.Variant(name, loss_fn=None, describe={"loss": name.split("-", 1)[1]})
+  rows = [{"seed": s, "epoch": e, "test_accuracy": a} for e, a in ((1, 0.5), (2, np.mean(acc_S)))
+          for s in range(len(acc_S))]
+  test = {"test_accuracy": correct_SxN.mean(axis=1), "correct": correct_SxN,
+          "test_ece": np.full(len(acc_S), 0.01), "test_nll": np.full(len(acc_S), 0.05),
+          "test_confidence": np.full(len(acc_S), 0.99)}
+  result = runs.RunResult(name, "done", rows, dict(diverged or {}), 1.0, 0,
+                          [{"seed": s} for s in range(len(acc_S))], test)
+  selected = protocol.Selected({"lr": 1e-3, **(point or {})}, [], [], result, [result])
+  variant = harness.Variant(name, loss_fn=None, params=params or {},
+                            describe={"loss": name.split("-", 1)[1]})
   return harness.Outcome(variant, selected)
 
 
@@ -46,8 +52,10 @@ def _outcomes():
             [a + 0.003 for a in ce], "sigmoid_difference": [0.3, 0.25, 0.35],
             "ovr_exponential": ce}
     for loss, acc in accs.items():
-      out[f"{h}-{loss}"] = _fake_outcome(f"{h}-{loss}", [a + shift for a in acc],
-                                         {1: 4} if loss == "ovr_exponential" else None)
+      smoothing = loss == "label_smoothing_cross_entropy"
+      out[f"{h}-{loss}"] = _fake_outcome(
+          f"{h}-{loss}", [a + shift for a in acc], {1: 4} if loss == "ovr_exponential" else None,
+          zoo.GRIDS[loss] if smoothing else None, {"alpha": 0.2} if smoothing else None)
   return out
 
 
@@ -97,11 +105,19 @@ def test_report_fields_tables_and_figure(tmp_path):
   assert "### 784-512-512-10 ReLU MLP" in md and "### 784-800-10 ReLU MLP" in md
   table = md.split("### 784-800-10 ReLU MLP")[1].split("###")[0]
   rows = [r for r in table.splitlines() if r.startswith("| ") and "---" not in r][1:]
-  assert rows[0].startswith("| label_smoothing_cross_entropy | 0.001 | 1.30 ± 0.10 | better "
-                            "| +0.30 (+0.30 to +0.30), Holm p ")
-  assert rows[-1].startswith("| sigmoid_difference | 0.001 | 70.10 ± 5.00 | fails | — |")
+  assert rows[0].startswith("| label_smoothing_cross_entropy | 0.001 | alpha 0.2 (upper edge of "
+                            "0.05, 0.1, 0.2) | 1.30 ± 0.10 | 1.00 ± 0.00 | 0.050 ± 0.000 "
+                            "| 0.990 ± 0.000 | better | +0.30 (+0.30 to +0.30), Holm p ")
+  assert rows[-1].startswith("| sigmoid_difference | 0.001 | — | 70.10 ± 5.00 | 1.00 ± 0.00 ")
+  assert rows[-1].endswith("| fails | — |")
+  assert "Not run here, 17 of the registry's multi-class losses" in md  # the default's cut
+  assert "ovr_hinge, ovr_logistic" in md and "selected on 10000 held-out" in md
+  assert summary["hyperparams"]["h800-label_smoothing_cross_entropy"] == {
+      "alpha": {"value": 0.2, "grid": [0.05, 0.1, 0.2], "where": "upper edge"}}
+  assert summary["test_ece"]["h800-brier_score"][0] == pytest.approx(0.01)
+  assert "![error per epoch of the selected models](curves.png)" in md  # drawn: the CLI test
   assert "| Simard, Steinkraus & Platt, ICDAR 2003" in md and "JMLR 15 (2014)" in md
-  assert "| **this run**: 784-800-10 ReLU, cross-entropy | none (Adam, cosine, 10 epochs) " \
+  assert "| **this run**: 784-800-10 ReLU, cross-entropy | none (Adam, cosine, 3 epochs) " \
          "| 1.60 ± 0.10 | this experiment |" in md
   rep.figures["final_error.png"](str(tmp_path / "final_error.png"))
   assert (tmp_path / "final_error.png").read_bytes()[:8] == PNG
@@ -129,10 +145,41 @@ def test_variants_reference_first_once_and_all():
   names = [v.name for v in zoo.variants(zoo.Settings(losses=("brier", "ce"), models="8;16"))]
   assert names == ["h8-softmax_cross_entropy", "h8-brier_score",
                    "h16-softmax_cross_entropy", "h16-brier_score"]
-  every = zoo.variants(zoo.Settings(models="800"))
+  every = zoo.variants(zoo.Settings(models="800", losses=("all",)))
   assert [v.describe["loss"] for v in every] == ["softmax_cross_entropy"] + [
       n for n in jaxloss.multiclass() if n != "softmax_cross_entropy"]
-  assert every[0].train == {"hidden": (800,)}
+  assert every[0].train == {"hidden": (800,)} and every[0].params == {}
+  focal = next(v for v in every if v.describe["loss"] == "softmax_focal_loss")
+  assert focal.params == {"gamma": (1.0, 2.0, 4.0)} and focal.loss_fn.args == (
+      "softmax_focal_loss",)
+  default = [v.describe["loss"] for v in zoo.variants(zoo.Settings())]
+  assert default == 2 * list(zoo.DEFAULT_LOSSES) and zoo.Settings().epochs == 3
+  assert not zoo.left_out(zoo.Settings(losses=("all",)))
+  fixed = zoo.variants(zoo.Settings(val_size=0, lrs=(1e-3,)))  # nothing to select on
+  assert [v.params for v in fixed] == [{}] * len(fixed)
+
+
+def test_every_numeric_hyperparameter_has_a_grid_bracketing_its_default():
+  """Issue #13: every loss hyperparameter is selected on validation, from a small grid with
+  the library default inside it (not on an edge)."""
+  import jaxloss
+
+  for name in jaxloss.multiclass():
+    numeric = {k: v for k, v in jaxloss.get(name).hyperparams.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    grid = zoo.GRIDS.get(name, {})
+    assert set(grid) == set(numeric), name
+    for key, values in grid.items():
+      assert 2 <= len(values) <= 3 and min(values) < numeric[key] < max(values), (name, key)
+      jaxloss.get(name, **{key: values[0]})  # a value the loss accepts
+
+
+def test_chosen_hyperparameters_and_their_edge():
+  grid = {"gamma": (1.0, 2.0, 4.0)}
+  for value, where in ((1.0, "lower edge"), (2.0, "inside"), (4.0, "upper edge")):
+    o = _fake_outcome("h8-softmax_focal_loss", [0.9, 0.9], params=grid, point={"gamma": value})
+    assert zoo.chosen(o) == {"gamma": (value, where)}
+  assert zoo.chosen(_fake_outcome("h8-brier_score", [0.9, 0.9])) == {}
 
 
 @pytest.mark.mnist
@@ -149,15 +196,20 @@ def test_cli_end_to_end_quick_and_read_back(tmp_path, capsys):
   assert set(saved["classes"].values()) <= set(zoo.CLASSES)
   for name in names:
     variant = saved["variants"][name]
-    assert variant["selected"] == {"lr": 3e-3} and len(variant["test"]["test_accuracy"]) == 2
+    assert variant["selected"]["lr"] == 3e-3 and len(variant["test"]["test_accuracy"]) == 2
     mean = 100 - 100 * np.mean(variant["test"]["test_accuracy"])
     assert saved["test_error"][name][0] == pytest.approx(mean)
+  smoothing = saved["variants"]["h32-label_smoothing_cross_entropy"]  # alpha with the rate
+  assert smoothing["selected"]["alpha"] in zoo.GRIDS["label_smoothing_cross_entropy"]["alpha"]
+  assert len(smoothing["selection"]) == 3  # 1 rate x 3 alphas, one program
+  assert set(saved["hyperparams"]) == {"h32-label_smoothing_cross_entropy"}
   assert min(saved["variants"]["h32-softmax_cross_entropy"]["test"]["test_accuracy"]) > 0.5
   compared = {c["a"] for c in saved["comparisons"]}
   assert compared == {n for n, c in saved["classes"].items() if c not in ("reference", "fails")}
   assert all(c["b"] == "h32-softmax_cross_entropy" for c in saved["comparisons"])
   assert saved["settings"]["models"] == "32" and saved["settings"]["fail_error"] == 50.0
   assert (out / "final_error.png").read_bytes()[:8] == PNG
+  assert (out / "curves.png").read_bytes()[:8] == PNG
   assert "### 784-32-10 ReLU MLP" in (out / "summary.md").read_text()
 
   stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.jsonl")}
