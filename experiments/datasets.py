@@ -6,8 +6,11 @@ only from an explicit integer ``seed``: the same seed gives identical arrays on 
 * `binary_digits`: two digits only, labels 1 / 0 (fastai book, chapter 4: 3s vs 7s).
 * `two_digit_images` / `two_digit_mnist`: two different digits side by side (``[28, 56]``
   images) with multi-hot targets, for multi-label losses.
+* `multi_digit_images`: 1 to 3 (any counts) different digits in random slots of a
+  ``[28, 28 * slots]`` canvas, so that the number of labels is unknown.
 * `open_set_split`: train on some digits, keep the others as unseen test images.
-* `non_digit_images` / `with_na_class`: synthetic images as an extra "not a digit" class.
+* `non_digit_images` / `with_na_class`: synthetic (or given real) images as an extra "not a
+  digit" class.
 * `symmetric_label_noise`: flips an exact fraction of labels to other classes.
 
 The generic validation split is `jaxloss.train.validation_split`.
@@ -21,8 +24,8 @@ import numpy as np
 
 from jaxloss.train.data import Mnist
 
-__all__ = ["binary_digits", "non_digit_images", "open_set_split", "symmetric_label_noise",
-           "two_digit_images", "two_digit_mnist", "with_na_class"]
+__all__ = ["binary_digits", "multi_digit_images", "non_digit_images", "open_set_split",
+           "symmetric_label_noise", "two_digit_images", "two_digit_mnist", "with_na_class"]
 
 _SIDE = 28  # MNIST images are _SIDE x _SIDE.
 
@@ -137,6 +140,74 @@ def two_digit_mnist(data: Mnist, *, train_size: int = 60000, test_size: int = 10
                                  seed=train_seed),
                *two_digit_images(data.test_images, data.test_labels, n=test_size,
                                  seed=test_seed))
+
+
+def multi_digit_images(images, labels, *, n: int, seed: int, counts: Sequence[int] = (1, 2, 3),
+                       num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+  """Images of 1 to 3 (any of `counts`) different digits in random slots, with multi-hot targets.
+
+  The canvas has ``max(counts)`` slots of 28x28 side by side. Each of the `n` examples
+  draws its count uniformly from `counts`, its first image uniformly from `images`, each
+  next one uniformly among the images of the digits not yet drawn (so the digits of an
+  image differ, as in `two_digit_images`), and puts them in that many slots chosen
+  uniformly; the other slots stay blank (0). A model therefore sees neither the count nor
+  where the digits are, and a decoder of its outputs must find the count itself.
+
+  Args:
+    images: ``[N, 28, 28]`` images (uint8).
+    labels: integer digits ``[N]`` in ``[0, num_classes)``, at least ``max(counts)`` distinct.
+    n: number of examples to build.
+    seed: seed of the draws (counts, images, slots).
+    counts: the digit counts, distinct, each in ``[1, num_classes]``.
+    num_classes: length of the multi-hot target.
+
+  Returns:
+    ``(images, targets)``: uint8 ``[n, 28, 28 * max(counts)]`` and float32
+    ``[n, num_classes]`` with ones at the digits shown (``targets.sum(1)`` is the count).
+
+  Example:
+    >>> images = np.stack([np.full((28, 28), d + 1, np.uint8) for d in range(4)])
+    >>> x, y = multi_digit_images(images, np.arange(4), n=3, seed=0, num_classes=4)
+    >>> x.shape, x.dtype, y.dtype, y.sum(axis=1).tolist()
+    ((3, 28, 84), dtype('uint8'), dtype('float32'), [3.0, 2.0, 2.0])
+  """
+  images = np.asarray(images)
+  labels = _integer_labels(labels)
+  counts = [int(c) for c in counts]
+  if images.ndim != 3 or images.shape[1:] != (_SIDE, _SIDE) or len(images) != len(labels):
+    raise ValueError(f"images must be [N, {_SIDE}, {_SIDE}] matching labels [N], got "
+                     f"{images.shape} and {labels.shape}")
+  if n < 0:
+    raise ValueError(f"n must be non-negative, got {n}")
+  if not counts or len(set(counts)) != len(counts) or min(counts) < 1 \
+      or max(counts) > num_classes:
+    raise ValueError(f"counts must be distinct integers in [1, {num_classes}], got {counts}")
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"labels must be in [0, {num_classes}), got range "
+                     f"[{labels.min()}, {labels.max()}]")
+  slots = max(counts)
+  if np.unique(labels).size < slots:
+    raise ValueError(f"multi_digit_images needs images of at least {slots} different digits "
+                     f"(counts up to {slots}), got {np.unique(labels).size}")
+  rng = np.random.default_rng(seed)
+  count_N = rng.choice(np.asarray(counts), size=n)
+  # Image j of every example: redrawn while its digit equals an earlier one of the example
+  # (rejection sampling; drawn for every slot, used for the first count_N of them).
+  pick_NxS = np.zeros((n, slots), np.int64)
+  for j in range(slots):
+    pick_NxS[:, j] = rng.integers(0, len(labels), size=n)
+    same = np.any(labels[pick_NxS[:, :j]] == labels[pick_NxS[:, j:j + 1]], axis=1)
+    while same.any():
+      pick_NxS[same, j] = rng.integers(0, len(labels), size=int(same.sum()))
+      same = np.any(labels[pick_NxS[:, :j]] == labels[pick_NxS[:, j:j + 1]], axis=1)
+  slot_NxS = np.argsort(rng.random((n, slots)), axis=1)  # image j goes to slot slot_NxS[:, j]
+  canvas = np.zeros((n, slots, _SIDE, _SIDE), np.uint8)
+  targets = np.zeros((n, num_classes), np.float32)
+  for j in range(slots):
+    rows = np.flatnonzero(j < count_N)
+    canvas[rows, slot_NxS[rows, j]] = images[pick_NxS[rows, j]]
+    targets[rows, labels[pick_NxS[rows, j]]] = 1.0
+  return canvas.transpose(0, 2, 1, 3).reshape(n, _SIDE, slots * _SIDE), targets
 
 
 def open_set_split(data: Mnist, seen: Sequence[int] = (0, 1, 2, 3, 4)
@@ -268,40 +339,64 @@ def non_digit_images(n: int, *, seed: int) -> np.ndarray:
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def with_na_class(data: Mnist, *, n_train: int, n_test: int, seed: int) -> Mnist:
-  """Adds a "not a digit" class of `non_digit_images` to both splits.
+def with_na_class(data: Mnist, *, n_train: int, n_test: int, seed: int,
+                  images=None) -> Mnist:
+  """Adds a "not a digit" class, of `non_digit_images` or of given real images, to both splits.
 
   Its label is one more than the largest label of either split (10 for MNIST). The extra
   images are appended to each split; then the training split is shuffled (from `seed`),
-  while the test split keeps its original images first.
+  while the test split keeps its original images first. With `images` (e.g. the training
+  images of digits held out from the known classes: outlier exposure), the NA examples are
+  drawn from them uniformly without replacement, the test ones disjoint from the training
+  ones, instead of being synthesized.
 
   Args:
     data: a `Mnist` with integer labels ``[N]``.
-    n_train: number of non-digit images added to the training split.
-    n_test: number of non-digit images added to the test split.
-    seed: seed from which the image and shuffle seeds are derived.
+    n_train: number of NA images added to the training split.
+    n_test: number of NA images added to the test split.
+    seed: seed from which the image (or draw) and shuffle seeds are derived.
+    images: optional ``[M, 28, 28]`` images to draw the NA examples from, ``M >= n_train +
+      n_test``; None: `non_digit_images`.
 
   Returns:
     A `Mnist` with ``N_train + n_train`` / ``N_test + n_test`` examples, uint8 images and
     int32 labels.
+
+  Raises:
+    ValueError: `images` holds fewer than ``n_train + n_test`` images.
 
   Example:
     >>> images = np.zeros((3, 28, 28), np.uint8)
     >>> data = Mnist(images, np.array([0, 1, 2], np.int32), images, np.array([2, 0, 1], np.int32))
     >>> np.sort(with_na_class(data, n_train=2, n_test=1, seed=0).train_labels)
     array([0, 1, 2, 3, 3], dtype=int32)
+    >>> real = np.arange(4, dtype=np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
+    >>> out = with_na_class(data, n_train=2, n_test=1, seed=0, images=real)
+    >>> drawn = [*out.train_images[out.train_labels == 3, 0, 0], out.test_images[3, 0, 0]]
+    >>> len({int(v) for v in drawn}), out.test_labels.tolist()  # 3 different real images
+    (3, [2, 0, 1, 3])
   """
   train_labels = _integer_labels(data.train_labels, "train_labels")
   test_labels = _integer_labels(data.test_labels, "test_labels")
   na = int(max(train_labels.max(initial=-1), test_labels.max(initial=-1))) + 1
   train_seed, test_seed, shuffle_seed = _derived_seeds(seed, 3)
+  if images is not None:
+    images = np.asarray(images, np.uint8)
+    if len(images) < n_train + n_test:
+      raise ValueError(f"with_na_class: {n_train} + {n_test} NA images asked for, but only "
+                       f"{len(images)} images given to draw them from")
+    drawn = np.random.default_rng(train_seed).permutation(len(images))
+    chosen = {"train": images[drawn[:n_train]], "test": images[drawn[n_train:n_train + n_test]]}
+  else:
+    chosen = {"train": non_digit_images(n_train, seed=train_seed),
+              "test": non_digit_images(n_test, seed=test_seed)}
 
-  def extend(images, labels, n, extra_seed):
-    return (np.concatenate([np.asarray(images, np.uint8), non_digit_images(n, seed=extra_seed)]),
-            np.concatenate([labels.astype(np.int32), np.full(n, na, np.int32)]))
+  def extend(split_images, labels, extra):
+    return (np.concatenate([np.asarray(split_images, np.uint8), extra]),
+            np.concatenate([labels.astype(np.int32), np.full(len(extra), na, np.int32)]))
 
-  train_images, train_labels = extend(data.train_images, train_labels, n_train, train_seed)
-  test_images, test_labels = extend(data.test_images, test_labels, n_test, test_seed)
+  train_images, train_labels = extend(data.train_images, train_labels, chosen["train"])
+  test_images, test_labels = extend(data.test_images, test_labels, chosen["test"])
   perm = np.random.default_rng(shuffle_seed).permutation(len(train_labels))
   return Mnist(train_images[perm], train_labels[perm], test_images, test_labels)
 
