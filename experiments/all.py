@@ -111,8 +111,16 @@ def relink_figures(markdown: str, name: str, figures: Sequence[str], report_dir:
   return markdown
 
 
-def _argv(s: Settings, out: str) -> list[str]:
-  argv = ["--out", out] + (["--quick"] if s.quick else [])
+# Beyond an experiment's defaults, what the report asks of it. compare's default command is
+# the headline alone (the README's main command); the report adds its second table, each
+# loss with the rate selected on validation. Quick runs keep the scripts' quick values.
+REPORT_ARGS = {"compare": ["--selected-losses", ",".join(
+    ("softmax_cross_entropy", "sigmoid_difference", "softmax_absolute_error",
+     "balanced_sigmoid_difference"))]}
+
+
+def _argv(s: Settings, out: str, name: str = "") -> list[str]:
+  argv = ["--out", out] + (["--quick"] if s.quick else REPORT_ARGS.get(name, []))
   argv += ["--mnist-dir", s.mnist_dir] if s.mnist_dir else []
   argv += ["--data-dir", s.data_dir] if s.data_dir else []
   return argv + (["--no-progress"] if s.no_progress else [])
@@ -134,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   t_all = time.perf_counter()
   experiments = {name: importlib.import_module(f"experiments.{name}").EXPERIMENT
                  for name in s.only}
-  plans = {name: harness.plan(exp, harness.settings_of(exp, _argv(s, os.path.join(s.out, name))),
+  plans = {name: harness.plan(exp, harness.settings_of(exp, _argv(s, os.path.join(s.out, name), name)),
                               mnist) for name, exp in experiments.items()}
   speed = harness.measure_speed()
   planned = estimate_rows(plans, *speed)
@@ -148,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = os.path.join(s.out, name)
     print(f"\n=== {name} -> {out}", flush=True)
     t0 = time.perf_counter()
-    summary = harness.main(experiment, _argv(s, out), mnist=mnist)
+    summary = harness.main(experiment, _argv(s, out, name), mnist=mnist)
     if not outputs.is_writer():  # several processes: process 0 alone writes the report
       continue
     with open(os.path.join(out, "summary.md")) as f:

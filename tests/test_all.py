@@ -197,3 +197,14 @@ def test_experiments_import_graph_has_no_cycle():
   for module in graph:
     visit(module)
   assert graph["harness"] >= {"cli", "protocol", "runs", "stats"}  # the walk saw imports
+
+
+def test_the_report_asks_compare_for_its_second_table():
+  from experiments import compare
+  s = suite.Settings()
+  argv = suite._argv(s, "out", "compare")
+  assert argv[argv.index("--selected-losses") + 1].split(",") == list(compare.SELECTED_LOSSES)
+  assert compare.Settings().selected_losses == ()  # the default command: the headline alone
+  quick = dataclasses.replace(s, quick=True)
+  assert "--selected-losses" not in suite._argv(quick, "out", "compare")
+  assert "--selected-losses" not in suite._argv(s, "out", "zoo")

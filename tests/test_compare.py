@@ -194,9 +194,9 @@ def _refused(argv, capsys, monkeypatch, tmp_path):
     (["--selected-losses", "ce,softmax_cross_entropy"],
      "error: --selected-losses lists a loss twice"),
     (["--selected-losses", "multilabel_bce"], "error: --selected-losses: 'multilabel_bce' is"),
-    (["--selected-val-size", "2000", "--train-subset", "2000"],
+    (["--selected-losses", "mae", "--selected-val-size", "2000", "--train-subset", "2000"],
      "error: --selected-val-size: must be below the 2000"),
-    (["--selected-val-size", "1950", "--train-subset", "2000"],
+    (["--selected-losses", "mae", "--selected-val-size", "1950", "--train-subset", "2000"],
      "error: --batch-size: must be at most the 50 training images left by"),
 ])
 def test_bad_flags_are_one_line_exit_2_before_any_data(argv, start, tmp_path, capsys,
