@@ -12,10 +12,15 @@ and optionally loss hyperparameters, all traced data). A run owns ``OUT/runs/RUN
 * ``ckpt/``: an Orbax checkpoint after the latest epoch, removed when the run ends.
 * ``test.npz``: given a ``test`` split, every model's metrics and per-example correctness
   on it, computed once after the last epoch (the caller reads what its protocol allows).
+* ``final_params.npz``: with ``RunSpec.keep_final``, every model's parameters after the last
+  epoch (leading model axis), read back as `RunResult.final_params`: e.g. to start another
+  run from them (``RunSpec.init_params``).
 * ``result.json``: written last; its presence marks the run as finished.
 
 A finished run is read back; an unfinished one continues from its last checkpoint, and
 since shuffling is keyed by (seed, epoch) it gives the numbers of an uninterrupted run.
+A run started from given parameters (``RunSpec.init_params``) has their digest in its code
+fingerprint: when they change (e.g. their source run was trained again), it trains again.
 A model whose training loss or parameters stop being finite is recorded as diverged at
 that epoch (``"diverged": true``) and gets no further rows; when all have diverged the
 run stops with status ``"diverged"`` and the experiment goes on.
@@ -38,7 +43,7 @@ import numpy as np
 from experiments import outputs
 
 __all__ = ["RunMismatchError", "RunResult", "RunSpec", "check_folder", "code_fingerprint",
-           "differences", "run"]
+           "differences", "params_digest", "run"]
 
 
 class RunMismatchError(RuntimeError):
@@ -106,6 +111,14 @@ class RunSpec:
       hyperparameters (traced); None: one point at the config's rate.
     test_fn: ``test_fn(logits [N, C], labels) -> {name: array}`` recorded per model by the
       final test evaluation; default ``{"correct": predict_fn(logits) == labels}``.
+    keep_final: store the final parameters (``final_params.npz``) so that the result,
+      also when read back, has them (`RunResult.final_params`). Changes no number: a
+      finished run without them is trained again.
+    init_params: parameters to start every model from instead of its seed's fresh
+      initialization (`jaxloss.train.iterate_training`'s ``init_params``: a pytree with a
+      leading model axis in the order of `models`), with a fresh optimizer. Marked in the
+      identity (``"init_params": "given"``); their digest is part of `code`, so other
+      parameters under the same id train the run again.
   """
 
   run_id: str
@@ -118,6 +131,8 @@ class RunSpec:
   learning_rates: tuple[float, ...] | None = None
   loss_params: Mapping[str, tuple[float, ...]] | None = None
   test_fn: Callable | None = None
+  keep_final: bool = False
+  init_params: Any = dataclasses.field(default=None, compare=False, repr=False)
 
   def points(self) -> list[dict[str, float]]:
     """One dict per grid point: ``{"lr": rate, **loss params}`` (``[{}]`` without a grid)."""
@@ -139,12 +154,50 @@ class RunSpec:
     return outputs.json_ready({
         "run_id": self.run_id, "describe": dict(self.describe),
         "config": dataclasses.asdict(self.config), "seeds": list(self.seeds),
-        **({"points": self.points()} if self.points() != [{}] else {})})
+        **({"points": self.points()} if self.points() != [{}] else {}),
+        **({"init_params": "given"} if self.init_params is not None else {})})
 
   def code(self) -> dict[str, str]:
-    """`code_fingerprint` of this run's functions."""
-    return code_fingerprint(loss_fn=self.loss_fn, predict_fn=self.predict_fn,
-                            eval_fn=self.eval_fn, test_fn=self.test_fn)
+    """`code_fingerprint` of this run's functions (and `params_digest` of `init_params`)."""
+    out = code_fingerprint(loss_fn=self.loss_fn, predict_fn=self.predict_fn,
+                           eval_fn=self.eval_fn, test_fn=self.test_fn)
+    if self.init_params is not None:
+      out["init_params"] = params_digest(self.init_params)
+    return out
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """A nested dict of arrays as ``{"a/b": array}`` (parameter names hold no ``/``)."""
+  out: dict[str, Any] = {}
+  for key in sorted(tree):
+    value = tree[key]
+    if isinstance(value, Mapping):
+      out.update(_flat(value, f"{prefix}{key}/"))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def _nested(flat: Mapping[str, Any]) -> dict[str, Any]:
+  """The inverse of `_flat`."""
+  out: dict[str, Any] = {}
+  for key, value in flat.items():
+    *parents, leaf = key.split("/")
+    node = out
+    for name in parents:
+      node = node.setdefault(name, {})
+    node[leaf] = value
+  return out
+
+
+def params_digest(params: Mapping[str, Any]) -> str:
+  """A hash of a nested dict of arrays: names, shapes, dtypes and values."""
+  digest = hashlib.sha256()
+  for key, value in _flat(params).items():
+    value = np.ascontiguousarray(value)
+    digest.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass
@@ -162,6 +215,8 @@ class RunResult:
       run was finished and only read back.
     test: the final test evaluation, name -> one value per model (and the `test_fn`
       outputs, e.g. ``"correct"`` ``[models, N]``), or None without a test split.
+    final_params: with ``RunSpec.keep_final``, every model's parameters after the last
+      epoch, a nested dict of NumPy arrays with a leading model axis (else None).
   """
 
   run_id: str
@@ -172,6 +227,7 @@ class RunResult:
   resumed_from: int | None
   models: list[dict[str, Any]] = dataclasses.field(default_factory=list)
   test: dict[str, np.ndarray] | None = None
+  final_params: dict[str, Any] | None = None
 
   @property
   def seeds(self) -> list[int]:
@@ -215,9 +271,12 @@ class RunResult:
     diverged = {self.models[i]["seed"]: e for i, e in self.diverged.items() if i in keep}
     test = None if self.test is None else {k: np.asarray(v)[index * per:(index + 1) * per]
                                            for k, v in self.test.items()}
+    final = None if self.final_params is None else _nested(
+        {k: np.asarray(v)[index * per:(index + 1) * per]
+         for k, v in _flat(self.final_params).items()})
     status = "diverged" if len(diverged) == per else "done"
     return RunResult(self.run_id, status, rows, diverged, self.wall_seconds, self.resumed_from,
-                     models, test)
+                     models, test, final)
 
 
 def _point_of(model: Mapping[str, Any]) -> dict[str, Any]:
@@ -385,7 +444,7 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
   folder = os.path.join(out_dir, "runs", spec.run_id)
   run_json, rows_path = os.path.join(folder, "run.json"), os.path.join(folder, "metrics.jsonl")
   result_json, ckpt = os.path.join(folder, "result.json"), os.path.join(folder, "ckpt")
-  test_npz = os.path.join(folder, "test.npz")
+  test_npz, final_npz = os.path.join(folder, "test.npz"), os.path.join(folder, "final_params.npz")
   code, models = spec.code(), spec.models()
   update = bar.update if bar is not None else (lambda n: None)
   reason = None
@@ -396,6 +455,8 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
     reason = "it finished without a test evaluation"
   elif also and os.path.exists(test_npz) and (missing := _missing_splits(test_npz, also)):
     reason = f"it finished without an evaluation on {', '.join(missing)}"
+  elif spec.keep_final and os.path.exists(result_json) and not os.path.exists(final_npz):
+    reason = "it finished without keeping its final parameters"
   finished = os.path.exists(result_json) and not reason
   if reason:
     say(f"run {spec.run_id}: {reason}; training it again")
@@ -408,13 +469,16 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
     with open(result_json) as f:
       result = json.load(f)
     update(spec.config.epochs)
-    tested = None
+    tested = final = None
     if test is not None:
       with np.load(test_npz) as stored:
         tested = {k: stored[k] for k in stored.files}
+    if spec.keep_final:
+      with np.load(final_npz) as stored:
+        final = _nested({k: stored[k] for k in stored.files})
     return RunResult(spec.run_id, result["status"], _read_rows(rows_path),
                      {int(k): v for k, v in result["diverged"].items()},
-                     result["wall_seconds"], None, models, tested)
+                     result["wall_seconds"], None, models, tested, final)
 
   grid = spec.points() != [{}]
   done_epoch = checkpoints.latest_epoch(ckpt) or 0
@@ -433,7 +497,8 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
   for record in iterate_training(spec.config, data, loss_fn=spec.loss_fn,
                                  predict_fn=spec.predict_fn, seeds=spec.seeds, mesh=mesh,
                                  eval_fn=spec.eval_fn, resume=resume,
-                                 learning_rates=spec.learning_rates, loss_params=spec.loss_params):
+                                 learning_rates=spec.learning_rates, loss_params=spec.loss_params,
+                                 init_params=spec.init_params):
     wall += record.seconds
     state = record.state
     new_rows = []
@@ -462,14 +527,20 @@ def run(spec: RunSpec, data, out_dir: str, *, bar=None, on_epoch=None, mesh="aut
       update(spec.config.epochs - record.epoch)
       break
 
-  tested = None
+  tested = final = None
   if test is not None:
     tested = _final_eval(spec, state, test, also)
     if outputs.is_writer():
       np.savez_compressed(test_npz, **tested)
+  if spec.keep_final:
+    from jaxloss.train import sharding  # pylint: disable=import-outside-toplevel
+
+    final = sharding.to_host(state.params)  # a collective with several processes
+    if outputs.is_writer():
+      np.savez(final_npz, **_flat(final))
   outputs.write_json(result_json, {"status": status, "diverged": diverged, "wall_seconds": wall,
                                   "epochs": max((r["epoch"] for r in rows), default=0)})
   distributed.barrier(f"run {spec.run_id}: finished")
   if outputs.is_writer():
     shutil.rmtree(ckpt, ignore_errors=True)
-  return RunResult(spec.run_id, status, rows, diverged, wall, done_epoch, models, tested)
+  return RunResult(spec.run_id, status, rows, diverged, wall, done_epoch, models, tested, final)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxloss
-from experiments import gradients, harness, protocol, runs
+from experiments import gradients, harness, protocol, runs, stats
 from jaxloss.train.data import Mnist
 from _experiments import refusal  # noqa: E402
 
@@ -166,9 +166,26 @@ def _outcomes():
               [[0.1, 0.1, 0.1], [0.1, 0.12, 0.11]], [[0.0] * 3, [0.0] * 3])}
 
 
+def _arm(name, acc_ExS):
+  """An intervention arm: per-epoch accuracy [epochs][3 seeds], final test = the last epoch."""
+  acc_ExS = np.asarray(acc_ExS, np.float64)
+  norm, share = [[0.5] * 3] * len(acc_ExS), [[0.0] * 3] * len(acc_ExS)
+  o = _outcome(name, acc_ExS[-1].tolist(), norm, share)
+  for r in o.selected.result.rows:
+    r["test_accuracy"] = acc_ExS[r["epoch"] - 1, r["seed"]]
+  return o
+
+
+def _arms():
+  return {"ce-source": _arm("ce-source", [[0.96, 0.965, 0.962], [0.98, 0.985, 0.982]]),
+          "sd-source": _arm("sd-source", [[0.15, 0.2, 0.18], [0.2, 0.22, 0.21]]),
+          "sd-from-ce": _arm("sd-from-ce", [[0.97, 0.975, 0.972], [0.95, 0.96, 0.955]]),
+          "ce-from-sd": _arm("ce-from-sd", [[0.975, 0.981, 0.978], [0.981, 0.984, 0.982]])}
+
+
 def test_report_verdicts_and_summary_fields(tmp_path):
   outcomes = _outcomes()
-  report = gradients.report(gradients.Settings(out=str(tmp_path)), outcomes)
+  report = gradients.build_report(gradients.Settings(out=str(tmp_path)), outcomes, _arms())
   rows = {r["loss"]: r for r in report.summary["rows"]}
   ce, sd = rows["softmax_cross_entropy"], rows["sigmoid_difference"]
   assert ce["test_acc_mean"] == pytest.approx(98.2333, abs=1e-3)
@@ -182,6 +199,31 @@ def test_report_verdicts_and_summary_fields(tmp_path):
   assert norms["sigmoid_difference"]["interval"]["mean"] == pytest.approx(log_ratio.mean())
   assert norms["sigmoid_difference"]["verdict"] == "larger"
   assert norms["sigmoid_difference"]["test"] == "paired-t"
+  # One Holm family: 2 accuracy + 2 norm + 4 intervention comparisons.
+  inter = report.summary["interventions"]
+  assert report.summary["holm_family"] == 8
+  every = [*report.summary["comparisons"], *report.summary["norm_contrasts"],
+           *inter["comparisons"]]
+  np.testing.assert_allclose([c["p_holm"] for c in every],
+                             stats.holm([c["p_value"] for c in every]))
+  got = {(c["a"], c["b"]): c for c in inter["comparisons"]}
+  assert list(got) == [("sd-from-ce", "ce-source"), ("sd-from-ce", "sd-source"),
+                       ("ce-from-sd", "ce-source"),
+                       ("ce-from-sd after epoch 1", "ce-source after epoch 1")]
+  assert got["sd-from-ce", "ce-source"]["interval"]["mean"] == pytest.approx(-2.7333333)
+  assert got["sd-from-ce", "ce-source"]["verdict"] == "worse"
+  assert got["ce-from-sd after epoch 1", "ce-source after epoch 1"]["interval"]["mean"] == \
+      pytest.approx(1.5666667)
+  arms = {r["arm"]: r for r in inter["arms"]}
+  assert arms["sd-from-ce"]["start_acc"] == pytest.approx(98.2333, abs=1e-3)  # ce-source's end
+  assert arms["ce-source"]["start_acc"] is None and arms["ce-from-sd"]["starts_from"] == "sd-source"
+  assert arms["ce-source"]["epochs_to_98"] == 2.0 and arms["ce-source"]["reached_98"] == 3
+  assert arms["ce-from-sd"]["epochs_to_98"] == pytest.approx(5 / 3)  # epochs 2, 1, 2
+  assert arms["sd-source"]["epochs_to_97"] is None and arms["sd-source"]["reached_97"] == 0
+  assert "| 0 | — | — | 98.23 | 21.00 |" in report.markdown  # epoch 0: where each starts
+  assert ("| ce-from-sd | softmax_cross_entropy | sd-source | 0.001 | 21.00 | 97.80 |"
+          in report.markdown)
+  assert "| never | 0 |" in report.markdown
   at = report.summary["analytic"]["at_margin"]
   assert set(at) == set(jaxloss.multiclass())
   assert at["softmax_cross_entropy"]["A"]["-5"]["grad"] == pytest.approx(
@@ -189,12 +231,31 @@ def test_report_verdicts_and_summary_fields(tmp_path):
   assert at["softmax_cross_entropy"]["B"]["-5"] == at["softmax_cross_entropy"]["A"]["-5"]
   assert len(re.findall(r"[A-Za-z%)]\.(?:\s|$)", report.verdict)) <= 3
   assert "x" + f"{10 ** log_ratio.mean():.3g}" in report.verdict
-  assert len(report.headline.split()) <= 40
+  assert "sd-from-ce vs ce-source: -2.73 accuracy points" in report.verdict
+  assert len(report.headline.split()) <= 40, report.headline
   saved = json.loads((tmp_path / "analytic.json").read_text())
   assert len(saved["margins"]) == len(saved["curves"]["sigmoid_difference"]["grad"][1]) == 401
+  assert list(report.figures) == ["analytic.png", "training.png"]
   for name, draw in report.figures.items():
     draw(str(tmp_path / name))
     assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # Without interventions: the same (b) verdicts, Holm over 4.
+  plain = gradients.build_report(gradients.Settings(out=str(tmp_path)), outcomes, {})
+  assert plain.summary["holm_family"] == 4
+  assert "interventions" not in plain.verdict and len(plain.headline.split()) <= 40
+
+
+def test_epochs_to_and_holm_family():
+  acc = np.array([[96.0, 97.5, np.nan], [97.0, 96.0, 99.0]])
+  assert gradients.epochs_to(acc, 97.0) == [2, 1, 2]
+  assert gradients.epochs_to(acc, 99.5) == [None, None, None]
+  a = stats.compare_pairs({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.0]}, [("a", "b")],
+                          test="paired-t")
+  c = stats.compare_pairs({"c": [5.0, 5.1, 5.2], "d": [0.0, 0.0, 0.0]}, [("c", "d")],
+                          test="paired-t")
+  (a2,), (c2,) = gradients.holm_family([a, c])
+  assert [a2.p_holm, c2.p_holm] == stats.holm([a[0].p_value, c[0].p_value])
+  assert a2.verdict == "inconclusive" and c2.verdict == "better"  # a: p 0.074 alone, x2 here
 
 
 def test_norm_contrasts_need_finite_values():
@@ -223,14 +284,14 @@ def test_bad_flags_are_one_line_exit_2_before_any_data(argv, start, tmp_path, ca
 @pytest.mark.usefixtures("mnist_loaded_once")
 def test_cli_end_to_end_quick_and_read_back(tmp_path, capsys):
   out = tmp_path / "run"
-  argv = ["--quick", "--out", str(out), "--no-progress"]
+  argv = ["--quick", "--epochs", "1", "--out", str(out), "--no-progress"]  # 1: no checkpoints
   summary = gradients.main(argv)
   assert "device: CPU" in capsys.readouterr().out
   assert {p.name for p in out.iterdir()} >= {
       "config.json", "metrics.jsonl", "summary.json", "summary.md", "summary.csv",
       "analytic.json", "analytic.png", "training.png"}
   rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-  assert len(rows) == 3 * 2 * 2  # losses x seeds x epochs
+  assert len(rows) == 3 * 2 * 1  # losses x seeds x epochs
   assert {r["variant"] for r in rows} == set(TRAINED) and {r["split"] for r in rows} == {"test"}
   for r in rows:
     assert 0.0 <= r["test_accuracy"] <= 1.0 and r["probe_grad_norm_mean"] > 0
@@ -249,7 +310,25 @@ def test_cli_end_to_end_quick_and_read_back(tmp_path, capsys):
   ce, sd = saved["rows"][0], saved["rows"][1]
   assert np.mean(ce["wrong_norm_per_seed"]) > np.mean(sd["wrong_norm_per_seed"])
   assert saved["analytic"]["others_level"] == -6.0
+  # (c): the sources keep their final parameters, each continued arm starts from its source's.
+  arms = {r["arm"]: r for r in saved["interventions"]["arms"]}
+  assert list(arms) == list(gradients.ARMS) and saved["holm_family"] == 8
+  for name in ("ce-source", "sd-source"):
+    assert (out / "runs" / f"{name}-grid" / "final_params.npz").exists()
+    (row,) = [r for r in saved["rows"] if r["loss"] == gradients.ARMS[name][0]]
+    assert arms[name]["lr"] == row["lr"]  # the rate the loss selected in (b)
+    # Quick: (b) trains the same plain run, so the source is (b)'s model again.
+    assert arms[name]["test_acc_mean"] == pytest.approx(row["test_acc_mean"], rel=1e-6)
+  for name, (loss, source) in gradients.ARMS.items():
+    stored = json.loads((out / "runs" / f"{name}-grid" / "run.json").read_text())
+    assert stored["describe"]["loss"] == loss
+    assert (stored.get("init_params") == "given") == (source is not None)
+    if source is not None:
+      assert arms[name]["start_acc"] == pytest.approx(arms[source]["final_acc"])
+      assert stored["describe"]["starts_from"] == source
 
   again = gradients.main(argv)  # finished runs are read back, not retrained
   assert again["variants"] == summary["variants"] and again["rows"] == summary["rows"]
   assert again["norm_contrasts"] == summary["norm_contrasts"]
+  assert again["interventions"] == summary["interventions"]
+  assert "training it again" not in capsys.readouterr().out

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -198,6 +199,43 @@ def test_test_split_is_evaluated_once_after_training_and_stored(tmp_path):
   np.testing.assert_array_equal(more.test["train/correct"], result.test["val/correct"])
   with pytest.raises(ValueError, match="give `test` too"):
     runs.run(make_spec(epochs=2), DATA, str(tmp_path), mesh=None, also={"val": val})
+
+
+def test_final_params_are_kept_read_back_and_start_another_run(tmp_path):
+  said = []
+  runs.run(make_spec(epochs=1), DATA, str(tmp_path), mesh=None)
+  keep = dataclasses.replace(make_spec(epochs=1), keep_final=True)
+  source = runs.run(keep, DATA, str(tmp_path), mesh=None, say=said.append)
+  # A finished run without them trains again (keep_final changes no number).
+  assert source.resumed_from == 0 and "without keeping its final parameters" in said[0]
+  folder = tmp_path / "runs" / "ce_lr0.01"
+  assert (folder / "final_params.npz").exists()
+  kernel = source.final_params["Dense_0"]["kernel"]
+  assert kernel.shape == (2, 36, 16) and kernel.dtype == np.float32  # [models, ...]
+  again = runs.run(keep, DATA, str(tmp_path), mesh=None)
+  assert again.resumed_from is None
+  np.testing.assert_array_equal(again.final_params["Dense_1"]["bias"],
+                                source.final_params["Dense_1"]["bias"])
+  # Seed s of another run starts from seed s of these; their digest is in its fingerprint.
+  warm = dataclasses.replace(make_spec(lr=1e-3, run_id="warm", epochs=1),
+                             init_params=source.final_params)
+  first = runs.run(warm, DATA, str(tmp_path), mesh=None)
+  stored = json.loads((tmp_path / "runs" / "warm" / "run.json").read_text())
+  assert stored["init_params"] == "given"
+  assert stored["code"]["init_params"] == runs.params_digest(source.final_params)
+  # It starts from the trained models: its first epoch's loss is below theirs from scratch.
+  assert np.all(first.curve("train_loss")[0] < source.curve("train_loss")[0])
+  said.clear()
+  assert runs.run(warm, DATA, str(tmp_path), mesh=None, say=said.append).resumed_from is None
+  moved = jax.tree.map(lambda a: a + 1.0, source.final_params)
+  other = runs.run(dataclasses.replace(warm, init_params=moved), DATA, str(tmp_path), mesh=None,
+                   say=said.append)
+  assert other.resumed_from == 0 and "(init_params)" in said[0]
+  # A grid point's slice of the models keeps its own final parameters.
+  grid = runs.RunResult("g", "done", [], {}, 0.0, None,
+                        [{"lr": r, "seed": s} for r in (0.1, 0.2) for s in (0, 1)],
+                        final_params={"w": {"b": np.arange(4.0)}})
+  np.testing.assert_array_equal(grid.point(1).final_params["w"]["b"], [2.0, 3.0])
 
 
 def test_changed_code_retrains_and_says_which(tmp_path, monkeypatch):

@@ -171,12 +171,63 @@ def test_epoch_function_compiles_once():
   chex.clear_trace_counter()
 
 
+
+def test_unshuffled_epoch_with_its_ragged_batch_is_a_loop_over_the_batches():
+  """shuffle=False, drop_last=False (a PyTorch DataLoader without shuffle): the data's order,
+  every example, the ragged last batch as one smaller step: a step-by-step loop exactly."""
+  data = synthetic()  # 200 examples, batch 32: 6 full batches and a ragged one of 8
+  model = jt.MLP(hidden=(8,), num_classes=NUM_CLASSES)
+  tx = optax.sgd(0.1)
+  step = jt.make_train_step(model.apply, tx, ce_loss)
+  epoch = jax.jit(jt.make_train_epoch(step, 32, shuffle=False, drop_last=False))
+  state = jt.init_state(model, tx, jax.random.key(0), data.train_images[:1])
+  x, y = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
+  got, metrics = epoch(state, jax.random.key(3), x, y)
+  again, _ = epoch(state, jax.random.key(4), x, y)  # the key is unused: no shuffling
+  chex.assert_trees_all_equal(got, again)
+  want, losses, one_step = state, [], jax.jit(step)
+  for start in range(0, 200, 32):  # the loop: batches [0:32], ..., [192:200] (8: its mean)
+    want, m = one_step(want, (x[start:start + 32], y[start:start + 32]))
+    losses.append(float(m["train_loss"]))
+  assert int(got.step) == 7
+  chex.assert_trees_all_close(got.params, want.params, rtol=1e-5, atol=1e-6)
+  # The epoch mean weighs each step by its examples: the ragged step counts 8 of 200.
+  np.testing.assert_allclose(float(metrics["train_loss"]),
+                             (32 * sum(losses[:6]) + 8 * losses[6]) / 200, rtol=1e-5)
+  # Through the config: ceil(200 / 32) = 7 steps per epoch (the cosine schedule counts them).
+  config = dataclasses.replace(CONFIG, epochs=1, shuffle=False, drop_last=False)
+  assert config.steps_per_epoch(200) == 7 and CONFIG.steps_per_epoch(200) == 6
+  record = next(jt.iterate_training(config, data, loss_fn=ce_loss, seeds=(0,), mesh=None))
+  assert record.state.step.tolist() == [7]
+  with pytest.raises(ValueError, match="shuffle must be a bool"):
+    dataclasses.replace(CONFIG, shuffle=1)
+
+
 SEEDS = (0, 1, 5)
 
 
 @functools.lru_cache(maxsize=None)
 def three_seeds():
   return run(seeds=SEEDS)
+
+
+def test_init_params_start_every_model_from_them_with_a_fresh_optimizer():
+  data, plain = synthetic(), three_seeds()
+  # Given the seeds' own fresh parameters, a run is the plain run.
+  init_keys, _ = jt.seed_keys(SEEDS)
+  fresh = jax.vmap(lambda k: CONFIG.model().init(k, data.train_images[:1])["params"])(init_keys)
+  same = run(seeds=SEEDS, init_params=jax.device_get(fresh))
+  chex.assert_trees_all_close(same.state.params, plain.state.params, rtol=1e-6, atol=1e-7)
+  # From trained models: their parameters, a fresh Adam (step and count from 0), the seed's data.
+  warm = run(dataclasses.replace(CONFIG, epochs=1), seeds=SEEDS, init_params=plain.state.params)
+  assert warm.state.step.tolist() == [6] * 3
+  assert np.asarray(warm.state.opt_state.inner_state[0].count).tolist() == [6] * 3
+  assert np.all(warm.history[0]["train_loss"] < plain.history[0]["train_loss"])
+  wrong = jax.tree.map(lambda a: a[:, :1], plain.state.params)
+  with pytest.raises(ValueError, match=r"init_params\['Dense_0'\]\['bias'\] has shape"):
+    run(seeds=SEEDS, init_params=wrong)
+  with pytest.raises(ValueError, match="do not match this config's model"):
+    run(seeds=SEEDS, init_params={"Dense_0": plain.state.params["Dense_0"]})
 
 
 def test_vmap_over_seeds_equals_separate_runs():

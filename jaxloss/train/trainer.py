@@ -4,7 +4,8 @@ Layers, from pure functions to the host-side driver:
 
 * `make_train_step`: ``train_step(state, batch) -> (state, metrics)``, pure.
 * `make_train_epoch`: one epoch of one seed: shuffle with an explicit PRNG key
-  (``jax.random.permutation``), drop the ragged last batch, gather the data into a
+  (``jax.random.permutation``; or keep the data's order), drop the ragged last
+  batch (or train on it as one more, smaller step), gather the data into a
   ``[steps, B, ...]`` array on the device and `lax.scan` the step over it;
   returns the new state and the epoch-mean train metrics.
 * `make_evaluate`: logits of a whole split in fixed-size chunks (`lax.map`, no
@@ -41,6 +42,15 @@ log-probabilities, so their "calibration" is that of the softmax of the scores).
 Randomness: seed ``s`` uses ``jax.random.key(s)`` split into an init key and a
 data key; epoch ``e`` shuffles with ``fold_in(data_key, e)``. Runs are therefore
 reproducible, and each seed has its own initialization and its own data order.
+``TrainConfig(shuffle=False)`` keeps the data's own order in every epoch (as a
+PyTorch ``DataLoader`` without ``shuffle``), and ``drop_last=False`` trains on
+the ragged last batch too.
+
+Warm starts: ``iterate_training(init_params=...)`` starts every model from
+given parameters (e.g. another run's final ones) instead of its seed's fresh
+initialization, with a fresh optimizer state; the seed still fixes the data
+order, so seed ``s`` of a warm-started run sees the batches of seed ``s`` of a
+fresh one.
 """
 
 from __future__ import annotations
@@ -159,33 +169,54 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, loss_f
   return train_step
 
 
-def make_train_epoch(train_step: Callable, batch_size: int, *, mesh=None):
+def make_train_epoch(train_step: Callable, batch_size: int, *, mesh=None, shuffle: bool = True,
+                     drop_last: bool = True):
   """One epoch of one seed as a pure function (vmap-, jit- and scan-friendly).
 
   Args:
     train_step: from `make_train_step`.
-    batch_size: examples per step; the last ``N % batch_size`` examples of each
-      shuffled epoch are dropped (a different set every epoch).
+    batch_size: examples per step.
     mesh: optional mesh (`jaxloss.train.sharding.make_mesh`): the
       ``[steps, B, ...]`` array is split along ``B`` over its ``"data"`` axis.
+    shuffle: draw a new order every epoch from the epoch's key (True), or keep
+      the data's order in every epoch (False; the key is unused).
+    drop_last: leave out the last ``N % batch_size`` examples of the epoch's
+      order (True: a different set every shuffled epoch), or train on them as
+      one last step of that smaller batch (False). That step is the step
+      function at the ragged batch's own (static) shape, after the `lax.scan`
+      of the full batches: exactly the step of a loop over ragged batches, with
+      the batch mean of the loss over the real examples only (no padding). It
+      is not split over a mesh's ``"data"`` axis.
 
   Returns:
     ``train_epoch(state, key, images [N, ...], labels [N]) -> (state, metrics)``
-    with the epoch means of the step metrics.
+    with the epoch means of the step metrics (weighted by the examples of each
+    step, so a ragged last step counts for its size).
   """
 
   def train_epoch(state: TrainState, key: Array, images: Array, labels: Array):
     n = images.shape[0]
     steps = n // batch_size
-    if steps == 0:
+    rest = 0 if drop_last else n - steps * batch_size
+    if steps == 0 and rest == 0:
       raise ValueError(f"batch_size={batch_size} exceeds the {n} training examples.")
-    idx = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
-    # One gather builds the whole shuffled epoch [steps, B, ...] on the device
-    # (uint8 images: 47 MB for MNIST); scan then just slices it step by step.
-    xs = sharding_lib.constrain_batch(images[idx], mesh, axis=1)
-    ys = sharding_lib.constrain_batch(labels[idx], mesh, axis=1)
-    state, metrics = jax.lax.scan(train_step, state, (xs, ys))
-    return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    order = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
+    if steps:
+      idx = order[: steps * batch_size].reshape(steps, batch_size)
+      # One gather builds the whole shuffled epoch [steps, B, ...] on the device
+      # (uint8 images: 47 MB for MNIST); scan then just slices it step by step.
+      xs = sharding_lib.constrain_batch(images[idx], mesh, axis=1)
+      ys = sharding_lib.constrain_batch(labels[idx], mesh, axis=1)
+      state, metrics = jax.lax.scan(train_step, state, (xs, ys))
+      means = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    if not rest:
+      return state, means
+    last = order[steps * batch_size:]
+    state, ragged = train_step(state, (images[last], labels[last]))
+    if not steps:
+      return state, ragged
+    share = rest / (steps * batch_size + rest)  # the ragged step's share of the examples
+    return state, jax.tree.map(lambda a, b: (1.0 - share) * a + share * b, means, ragged)
 
   return train_epoch
 
@@ -309,7 +340,11 @@ class TrainConfig:
   ``epochs * (N // batch_size)`` steps. ``eval_batch_size`` only bounds
   evaluation memory; it does not change results beyond float rounding.
   ``precision="bf16"``: bfloat16 matmul inputs, float32 accumulation,
-  parameters, optimizer state and loss (`MLP`).
+  parameters, optimizer state and loss (`MLP`). ``shuffle`` and ``drop_last``
+  are the batching of `make_train_epoch`: the default reshuffles every epoch
+  and drops the ragged last batch; ``shuffle=False, drop_last=False`` is a
+  PyTorch ``DataLoader(dataset, batch_size)`` (the data's order, every
+  example, ``ceil(N / batch_size)`` steps per epoch).
   """
 
   hidden: tuple[int, ...] = (512, 512)
@@ -325,6 +360,12 @@ class TrainConfig:
   epochs: int = 10
   eval_batch_size: int = 1000
   precision: str = "float32"
+  shuffle: bool = True
+  drop_last: bool = True
+
+  def steps_per_epoch(self, n: int) -> int:
+    """Optimizer steps per epoch on `n` training examples (with the ragged one if kept)."""
+    return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
   def model(self) -> MLP:
     """The `MLP` this config trains."""
@@ -337,6 +378,9 @@ class TrainConfig:
       value = getattr(self, name)
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+    for name in ("shuffle", "drop_last"):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f"TrainConfig.{name} must be a bool, got {getattr(self, name)!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -477,13 +521,28 @@ def _grid_points(learning_rates, loss_params):
   return rates, params
 
 
+def _given_params(given, fresh):
+  """`given` parameters checked against the `fresh` ones (structure, shapes), in their dtypes."""
+  have, want = jax.tree.structure(given), jax.tree.structure(fresh)
+  if have != want:
+    raise ValueError(f"init_params do not match this config's model: {have} where the model "
+                     f"has {want}.")
+  out = []
+  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(given)[0], jax.tree.leaves(fresh)):
+    if np.shape(x) != y.shape:
+      raise ValueError(f"init_params{jax.tree_util.keystr(path)} has shape {np.shape(x)} where "
+                       f"this config and its {y.shape[0]} models need {y.shape}.")
+    out.append(jnp.asarray(x, y.dtype))
+  return jax.tree.unflatten(want, out)
+
+
 def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
                      predict_fn: PredictFn | None = None, seeds: Sequence[int] = (0, 1, 2),
                      mesh="auto", eval_fn: EvalFn | None = None,
                      resume=None,
                      learning_rates: Sequence[float] | None = None,
                      loss_params: Mapping[str, Sequence[float]] | None = None,
-                     ) -> Iterator[EpochResult]:
+                     init_params=None) -> Iterator[EpochResult]:
   """Trains ``len(seeds)`` MLPs in parallel, yielding an `EpochResult` per epoch.
 
   Args:
@@ -537,6 +596,15 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
       ``loss_fn=lambda z, y, alpha: jaxloss.get("label_smoothing_cross_entropy",
       alpha=alpha).loss_from_labels(z, y)`` with ``loss_params={"alpha": (0.0,
       0.1)}``. None (or ``{}``) calls ``loss_fn(logits, labels)``.
+    init_params: optional parameters to start from instead of the seeds' fresh
+      initialization: a pytree of the model's parameters with a leading model
+      axis, one entry per model in the order of `EpochResult.seeds` (``S``, or
+      ``R * S`` point-major with a grid), e.g. the final ``state.params`` of
+      another run of the same model. Every model gets a fresh optimizer state
+      (step 0, the schedule from its start, no moments carried over); its seed
+      still fixes its data order. A changed structure or shape is a ValueError.
+      `resume` states, when given, take precedence (they hold the continued
+      parameters).
 
   Yields:
     One `EpochResult` per epoch. Generating it is the only host round-trip of
@@ -574,7 +642,7 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
                      for y in (data.train_labels, data.test_labels))
   train_x, train_y, test_x, test_y = sharding_lib.put(
       (data.train_images, train_y, data.test_images, test_y), repl)
-  steps_per_epoch = train_x.shape[0] // config.batch_size
+  steps_per_epoch = config.steps_per_epoch(train_x.shape[0])
   if steps_per_epoch == 0:
     raise ValueError(
         f"batch_size={config.batch_size} exceeds the {train_x.shape[0]} training examples.")
@@ -588,7 +656,8 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
                       weight_decay=config.weight_decay, momentum=config.momentum)
   step = make_train_step(model.apply, tx, loss_fn, predict_fn)
   program = make_epoch_program(
-      make_train_epoch(step, config.batch_size, mesh=mesh),
+      make_train_epoch(step, config.batch_size, mesh=mesh, shuffle=config.shuffle,
+                       drop_last=config.drop_last),
       make_evaluate(model.apply, batch_size=eval_batch, predict_fn=predict_fn, mesh=mesh,
                     eval_fn=eval_fn),
       mesh=mesh)
@@ -600,6 +669,9 @@ def iterate_training(config: TrainConfig, data, *, loss_fn: LossFn,
   # compile for every run (seconds on CPU), while eager ops hit JAX's per-op
   # cache after the first run of a process.
   states = jax.vmap(functools.partial(init_state, model, tx, sample_x=sample_x))(init_keys)
+  if init_params is not None:
+    given = _given_params(init_params, states.params)
+    states = states.replace(params=given, opt_state=jax.vmap(tx.init)(given))
   if set_rates:
     states = states.replace(opt_state=with_learning_rate(states.opt_state, np.asarray(rates)))
   if params is not None:
@@ -654,12 +726,14 @@ def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn |
           seeds: Sequence[int] = (0, 1, 2), on_epoch: Callable[[EpochResult], Any] | None = None,
           mesh="auto", eval_fn: EvalFn | None = None,
           learning_rates: Sequence[float] | None = None,
-          loss_params: Mapping[str, Sequence[float]] | None = None) -> TrainResult:
+          loss_params: Mapping[str, Sequence[float]] | None = None,
+          init_params=None) -> TrainResult:
   """Runs `iterate_training` to the end; calls ``on_epoch(record)`` after each epoch.
 
   The keywords are those of `iterate_training`: ``learning_rates`` and/or
   ``loss_params`` train a grid of ``R * S`` models in one program (see
-  `TrainResult.diverged` for how its models are keyed).
+  `TrainResult.diverged` for how its models are keyed); ``init_params`` starts
+  them from given parameters.
 
   Returns:
     A `TrainResult` with the list of `EpochResult` records and the final state
@@ -668,7 +742,8 @@ def train(config: TrainConfig, data, *, loss_fn: LossFn, predict_fn: PredictFn |
   history: list[EpochResult] = []
   for record in iterate_training(config, data, loss_fn=loss_fn, predict_fn=predict_fn,
                                  seeds=seeds, mesh=mesh, eval_fn=eval_fn,
-                                 learning_rates=learning_rates, loss_params=loss_params):
+                                 learning_rates=learning_rates, loss_params=loss_params,
+                                 init_params=init_params):
     if history:  # Keep only the latest state alive (device memory).
       history[-1] = dataclasses.replace(history[-1], state=None)
     history.append(record)
