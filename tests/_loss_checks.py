@@ -10,20 +10,30 @@ def assert_shift_exact(fn, z_np, shift=1e8):
 
   ``z_np`` must be exact at that magnitude in float32 (checked), e.g. multiples of 8
   at 1e8. Returns ``fn(z)`` for further checks of the unshifted value.
+
+  The value and the gradient run as one function, eagerly and as one jitted
+  program (one compilation, not two); the inputs are made in NumPy (float32
+  addition is exact IEEE arithmetic there too), so nothing else compiles.
   """
-  z0 = jnp.asarray(z_np, jnp.float32)
-  z1 = z0 + jnp.float32(shift)
-  np.testing.assert_array_equal(np.asarray(z1 - jnp.float32(shift)), z_np)  # exact inputs
-  weights = jnp.arange(1.0, z0.shape[0] + 1.0, dtype=jnp.float32)
+  z0_np = np.asarray(z_np, np.float32)
+  z1_np = z0_np + np.float32(shift)
+  np.testing.assert_array_equal(z1_np - np.float32(shift), z_np)  # exact inputs
+  z0, z1 = jnp.asarray(z0_np), jnp.asarray(z1_np)
+  weights = np.arange(1.0, z0.shape[0] + 1.0, dtype=np.float32)
   value_and_grad = jax.value_and_grad(lambda z: jnp.sum(fn(z) * weights))
-  for f in (fn, jax.jit(fn)):
-    np.testing.assert_array_equal(np.asarray(f(z1)), np.asarray(f(z0)))
-  for vg in (value_and_grad, jax.jit(value_and_grad)):
-    (v0, g0), (v1, g1) = vg(z0), vg(z1)
+
+  def value_and_value_and_grad(z):
+    return fn(z), value_and_grad(z)
+
+  unshifted = None
+  for f in (value_and_value_and_grad, jax.jit(value_and_value_and_grad)):
+    (out0, (v0, g0)), (out1, (v1, g1)) = f(z0), f(z1)
+    np.testing.assert_array_equal(np.asarray(out1), np.asarray(out0))
     assert v1.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(v1), np.asarray(v0))
     np.testing.assert_array_equal(np.asarray(g1), np.asarray(g0))
-  return fn(z0)
+    unshifted = out0 if unshifted is None else unshifted  # the eager value
+  return unshifted
 
 
 def assert_masks_hide_bad_rows(fn, z_bad, value, num_bad):
