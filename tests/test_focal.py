@@ -22,8 +22,10 @@ from _loss_checks import assert_shift_exact
 pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
 GAMMAS = (0.0, 0.5, 1.0, 1.5, 2.0)
-# One batch shape for most tests: un-jitted JAX compiles every primitive per
-# shape, so sharing it keeps the file fast.
+# One batch shape for most tests: each hyperparameter setting of a loss compiles
+# once per shape and dtype, so tests that share the shape share programs. Checks
+# made of several calls (values, Jacobians, masked variants) run as one jitted
+# program each, one compile instead of one per call.
 B, K = 12, 5
 
 
@@ -254,7 +256,7 @@ def test_no_retrace_for_new_values():
 
   rng = np.random.default_rng(7)
   for gamma in (0.5, 2.0, 0.0):
-    z, y = random_int_inputs(rng, (4,), 3)
+    z, y = random_int_inputs(rng, (B,), K)
     loss(jnp.asarray(z), jnp.asarray(y), jnp.asarray(random_targets(rng, z.shape, True)), gamma)
 
 
@@ -397,10 +399,10 @@ def test_sigmoid_properties(z, data):
 def test_gradients():
   """check_grads in float64 at moderate logits, with mask, weights and alpha."""
   rng = np.random.default_rng(13)
-  z, y = random_int_inputs(rng, (5,), 4)
+  z, y = random_int_inputs(rng, (B,), K)
   mask = np.ones_like(z, bool)
-  mask[0, (y[0] + 1) % 4] = False
-  w, a = rng.uniform(0.5, 2.0, 4), rng.uniform(0.2, 1.0, 4)
+  mask[0, (y[0] + 1) % K] = False
+  w, a = rng.uniform(0.5, 2.0, K), rng.uniform(0.2, 1.0, K)
   t = random_targets(rng, z.shape, soft=True)
   # jit (with gamma traced) only to save compile time; the eager path is
   # differentiated in the numerics tests below.
@@ -530,9 +532,10 @@ def test_neg_inf_masked_classes():
         jac = np.asarray(jac)
         assert np.all(np.isfinite(jac)), (name, jac)
         assert np.all(jac[diag][~finite] == 0.0)  # -inf classes get zero gradient
-  # Un-jitted jacobians at a static gamma < 1 as well (softmax focal only: compile time).
+  # Jacobians at a static gamma < 1 as well (a Python float, not traced; softmax
+  # focal only: compile time), one jitted program.
   f = functools.partial(_NEG_INF_FNS["focal"], g=0.5)
-  for jac in (jax.jacrev(f)(z), jax.jacfwd(f)(z)):
+  for jac in jax.jit(lambda z: (jax.jacrev(f)(z), jax.jacfwd(f)(z)))(z):
     assert np.all(np.isfinite(np.asarray(jac)))
 
 
@@ -561,7 +564,7 @@ def test_label_at_masked_or_neg_inf_class_is_inf_without_nan():
 @pytest.mark.parametrize("dtype,tol", [(jnp.float16, 2e-3), (jnp.bfloat16, 2e-2)])
 def test_low_precision_inputs(dtype, tol):
   rng = np.random.default_rng(14)
-  z, y = random_int_inputs(rng, (64,), 10)
+  z, y = random_int_inputs(rng, (B,), K)
   t = random_targets(rng, z.shape, soft=False)
   z_low = jnp.asarray(z, dtype)
   z_low64 = np.asarray(z_low, np.float64)
@@ -574,23 +577,21 @@ def test_low_precision_inputs(dtype, tol):
        lambda z: np_sigmoid_focal(z, t, gamma=0.5)),
   )
   for fn, ref in cases:
-    fn = jax.jit(fn)
-    got = fn(z_low)
+    # value and gradient, one jitted program
+    got, g = jax.jit(lambda z, fn=fn: (fn(z), jax.grad(lambda z: fn(z).sum())(z)))(z_low)
     assert got.dtype == jnp.float32
     # Float32 accuracy on the rounded inputs...
     np.testing.assert_allclose(np.asarray(got, np.float64), ref(z_low64), rtol=1e-4, atol=1e-6)
     # ...and within the input rounding of the float64 loss (|z| < ~8).
     np.testing.assert_allclose(np.asarray(got, np.float64), ref(z), rtol=20 * tol, atol=tol)
-    g = jax.grad(lambda z: fn(z).sum())(z_low)
     assert g.dtype == dtype and np.all(np.isfinite(np.asarray(g, np.float32)))
 
 
 def test_output_dtypes():
-  z = np.zeros((2, 3))
   y = np.array([0, 1])
   for dtype, out in [(jnp.float16, jnp.float32), (jnp.bfloat16, jnp.float32),
                      (jnp.float32, jnp.float32), (jnp.float64, jnp.float64)]:
-    zd = jnp.asarray(z, dtype)
+    zd = jax.ShapeDtypeStruct((2, 3), dtype)
     for fn, tgt in ((jaxloss.softmax_focal_loss, y), (jaxloss.poly1_cross_entropy, y),
                     (jaxloss.sigmoid_focal_loss, np.eye(3)[y])):
       assert jax.eval_shape(fn, zd, tgt).dtype == out
@@ -600,9 +601,12 @@ def test_out_of_range_label_is_nan():
   z = np.zeros((4, 3))
   y = np.array([0, 3, -1, 5])
   keep = np.array([True, True, True, False])
-  for got in (jaxloss.softmax_focal_loss(z, y, weights=np.ones(3), example_mask=keep),
-              jaxloss.softmax_focal_loss(z, y, gamma=0.0, alpha=np.ones(3), example_mask=keep),
-              jaxloss.poly1_cross_entropy(z, y, example_mask=keep)):
+  # the three losses, one jitted program
+  outputs = jax.jit(lambda z: (
+      jaxloss.softmax_focal_loss(z, y, weights=np.ones(3), example_mask=keep),
+      jaxloss.softmax_focal_loss(z, y, gamma=0.0, alpha=np.ones(3), example_mask=keep),
+      jaxloss.poly1_cross_entropy(z, y, example_mask=keep)))(z)
+  for got in outputs:
     got = np.asarray(got)
     assert got[0] > 0 and np.isnan(got[1]) and np.isnan(got[2]) and got[3] == 0.0
   err, _ = jaxloss.checked(jaxloss.softmax_focal_loss)(z, y)
@@ -633,19 +637,23 @@ def test_nan_or_pos_inf_logit_gives_nan(name):
   """A NaN or +inf in an unmasked class gives exactly NaN (zero gradient there);
   example_mask=False gives 0 and a class mask hides it."""
   fn = _BAD_FNS[name]
-  z = jnp.asarray(_BAD_Z)
-  value = np.asarray(fn(z))
-  assert np.all(np.isnan(value[:3])) and np.isfinite(value[3]), (name, value)
-  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
-    jac = np.asarray(jac)
-    assert np.all(np.isfinite(jac)) and np.all(jac[:3] == 0.0), (name, jac)
-  masked_out = np.asarray(fn(z, example_mask=np.array([False, False, False, True])))
-  assert np.all(masked_out[:3] == 0.0) and masked_out[3] == value[3]
   where = np.array([True, False, True])
-  hidden = np.asarray(fn(z, where=where))
+
+  @jax.jit
+  def outputs(z, z_junk):
+    """Every call of this test, one jitted program."""
+    return (fn(z), jax.jacrev(fn)(z), jax.jacfwd(fn)(z),
+            fn(z, example_mask=np.array([False, False, False, True])), fn(z, where=where),
+            fn(z_junk, where=where))
+
+  value, jac_rev, jac_fwd, masked_out, hidden, junk = (
+      np.asarray(a) for a in outputs(jnp.asarray(_BAD_Z), np.where(where, _BAD_Z, 7.0)))
+  assert np.all(np.isnan(value[:3])) and np.isfinite(value[3]), (name, value)
+  for jac in (jac_rev, jac_fwd):
+    assert np.all(np.isfinite(jac)) and np.all(jac[:3] == 0.0), (name, jac)
+  assert np.all(masked_out[:3] == 0.0) and masked_out[3] == value[3]
   assert np.isnan(hidden[0])  # classes 0 and 2 are still NaN
-  np.testing.assert_array_equal(
-      hidden[1:], np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))[1:])
+  np.testing.assert_array_equal(hidden[1:], junk[1:])
   assert np.all(np.isfinite(hidden[1:]))
 
 
@@ -670,22 +678,23 @@ def test_shift_invariance_at_1e8_float32(name, fn):
 
 # ---------------------------------------------------------------- bad input
 def test_bad_inputs():
-  z = jnp.zeros((4, 3))
-  y = jnp.zeros(4, jnp.int32)
-  t = jnp.zeros((4, 3))
+  # NumPy inputs: every error is raised while tracing, before anything compiles.
+  z = np.zeros((4, 3))
+  y = np.zeros(4, np.int32)
+  t = np.zeros((4, 3))
   for fn in (jaxloss.softmax_focal_loss, jaxloss.poly1_cross_entropy):
     with pytest.raises(TypeError, match="look like one-hot"):
-      fn(z, jnp.eye(3)[jnp.array([0, 1, 2, 0])])
+      fn(z, np.eye(3)[[0, 1, 2, 0]])
     with pytest.raises(ValueError, match="does not match logits shape"):
-      fn(z, jnp.zeros(5, jnp.int32))
+      fn(z, np.zeros(5, np.int32))
     with pytest.raises(TypeError, match="floating-point"):
-      fn(jnp.zeros((4, 3), jnp.int32), y)
+      fn(np.zeros((4, 3), np.int32), y)
     with pytest.raises(ValueError, match="one per class"):
-      fn(z, y, weights=jnp.ones(4))
+      fn(z, y, weights=np.ones(4))
     with pytest.raises(TypeError, match="boolean"):
-      fn(z, y, where=jnp.ones((4, 3)))
+      fn(z, y, where=np.ones((4, 3)))
     with pytest.raises(ValueError, match="per-example shape"):
-      fn(z, y, example_mask=jnp.ones(3, bool))
+      fn(z, y, example_mask=np.ones(3, bool))
     with pytest.raises(ValueError, match="axis=2 is out of range"):
       fn(z, y, axis=2)
   for bad in (-0.5, -1, float("nan")):
@@ -694,14 +703,14 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="gamma must be >= 0"):
       jaxloss.sigmoid_focal_loss(z, t, gamma=bad)
   with pytest.raises(ValueError, match=r"alpha must be None, a scalar or one value per class"):
-    jaxloss.softmax_focal_loss(z, y, alpha=jnp.ones(4))
+    jaxloss.softmax_focal_loss(z, y, alpha=np.ones(4))
   with pytest.raises(ValueError, match="alpha must be <= 1"):
     jaxloss.sigmoid_focal_loss(z, t, alpha=1.5)
   with pytest.raises(ValueError, match="got integer labels"):
     jaxloss.sigmoid_focal_loss(z, y)
   with pytest.raises(ValueError, match="must equal logits shape"):
-    jaxloss.sigmoid_focal_loss(z, jnp.zeros((4, 2)))
+    jaxloss.sigmoid_focal_loss(z, np.zeros((4, 2)))
   with pytest.raises(TypeError, match="boolean"):
-    jaxloss.sigmoid_focal_loss(z, t, where=jnp.ones((4, 3)))
+    jaxloss.sigmoid_focal_loss(z, t, where=np.ones((4, 3)))
   with pytest.raises(ValueError, match="scalar"):
     jaxloss.sigmoid_focal_loss(jnp.float32(0.0), t)

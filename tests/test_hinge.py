@@ -22,6 +22,11 @@ from _loss_checks import assert_shift_exact
 pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
 KINDS = ("crammer_singer", "weston_watkins")
+# One shape for the random inputs of the whole file: each hyperparameter setting
+# of the loss compiles once per shape and dtype, so tests that share the shape
+# share programs. Checks made of several calls (values, Jacobians, masked
+# variants) run as one jitted program each, one compile instead of one per call.
+B, K = 8, 5
 
 
 # ---------------------------------------------------------------- reference
@@ -66,11 +71,11 @@ class ReferenceTest(parameterized.TestCase):
   @parameterized.product(kind=KINDS, squared=(False, True), margin=(0.5, 1.0, 3.0))
   def test_reference(self, kind, squared, margin):
     rng = np.random.default_rng(0)
-    z, y = random_inputs(rng, (10,), 6)
+    z, y = random_inputs(rng, (B,), K)
     f = self.variant(functools.partial(
         jaxloss.multiclass_hinge_loss, margin=margin, kind=kind, squared=squared))
     got = f(z, y)
-    chex.assert_shape(got, (10,))
+    chex.assert_shape(got, (B,))
     chex.assert_trees_all_close(
         got, np_hinge(z, y, margin=margin, kind=kind, squared=squared), rtol=1e-12)
 
@@ -78,14 +83,14 @@ class ReferenceTest(parameterized.TestCase):
   @parameterized.product(kind=KINDS, squared=(False, True))
   def test_where_weights_example_mask(self, kind, squared):
     rng = np.random.default_rng(1)
-    z, y = random_inputs(rng, (12,), 5)
-    mask = rng.random((12, 5)) < 0.6
-    mask[np.arange(12), y] = True
+    z, y = random_inputs(rng, (B,), K)
+    mask = rng.random((B, K)) < 0.6
+    mask[np.arange(B), y] = True
     mask[0] = False  # fully masked row -> 0
     mask[1] = False
     mask[1, y[1]] = True  # only the label class left: no competitor -> 0
-    w = rng.uniform(0.5, 2.0, 5)
-    keep = rng.random(12) < 0.8
+    w = rng.uniform(0.5, 2.0, K)
+    keep = rng.random(B) < 0.8
     f = self.variant(functools.partial(
         jaxloss.multiclass_hinge_loss, kind=kind, squared=squared, weights=w))
     got = f(z, y, where=mask, example_mask=keep)
@@ -111,7 +116,7 @@ class ReferenceTest(parameterized.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmap_equals_batched(self):
     rng = np.random.default_rng(3)
-    z, y = random_inputs(rng, (7,), 4)
+    z, y = random_inputs(rng, (B,), K)
     for kind in KINDS:
       f = functools.partial(jaxloss.multiclass_hinge_loss, kind=kind, squared=True)
       chex.assert_trees_all_close(self.variant(jax.vmap(f))(z, y), f(z, y), rtol=1e-12)
@@ -125,7 +130,7 @@ def test_no_retrace_for_new_values():
 
   rng = np.random.default_rng(4)
   for _ in range(3):
-    z, y = random_inputs(rng, (4,), 3)
+    z, y = random_inputs(rng, (B,), K)
     loss(jnp.asarray(z), jnp.asarray(y))
 
 
@@ -136,8 +141,8 @@ def test_no_retrace_for_new_values():
 def test_weston_watkins_matches_torch_multi_margin_loss(p, margin, use_weights):
   """multi_margin_loss(p, margin, weight) == (squared) Weston-Watkins / K."""
   rng = np.random.default_rng(5)
-  k = 6
-  z, y = random_inputs(rng, (20,), k, scale=1.0)
+  k = K
+  z, y = random_inputs(rng, (B,), k, scale=1.0)
   w = rng.uniform(0.2, 3.0, k) if use_weights else None
   want = torch.nn.functional.multi_margin_loss(
       torch.tensor(z), torch.tensor(y), p=p, margin=margin,
@@ -154,10 +159,10 @@ def test_gradients(kind, squared):
   # Continuous random logits: no ties in the max and no hinge exactly at its
   # kink, so the loss is differentiable at these points.
   rng = np.random.default_rng(6)
-  z, y = random_inputs(rng, (5,), 4)
+  z, y = random_inputs(rng, (B,), K)
   mask = np.ones_like(z, bool)
-  mask[0, (y[0] + 1) % 4] = False
-  w = rng.uniform(0.5, 2.0, 4)
+  mask[0, (y[0] + 1) % K] = False
+  w = rng.uniform(0.5, 2.0, K)
   fn = lambda z: jaxloss.multiclass_hinge_loss(
       z, y, kind=kind, squared=squared, where=mask, weights=w)
   check_grads(fn, (z,), order=1, modes=("fwd", "rev"))
@@ -178,10 +183,10 @@ def test_extreme_logits(kind, squared, dtype):
   y = np.array([0, 0, 2])
   fn = lambda z: jaxloss.multiclass_hinge_loss(z, y, kind=kind, squared=squared)
   z = jnp.asarray(z64, dtype)
-  got = fn(z)
+  # value and gradient, one jitted program
+  got, g = jax.jit(lambda z: (fn(z), jax.grad(lambda z: fn(z).sum())(z)))(z)
   np.testing.assert_allclose(np.asarray(got, np.float64),
                              np_hinge(z64, y, kind=kind, squared=squared), rtol=1e-6)
-  g = jax.grad(lambda z: fn(z).sum())(z)
   assert np.all(np.isfinite(np.asarray(g)))
 
 
@@ -201,18 +206,24 @@ def test_neg_inf_competitors(kind, squared):
   fn = lambda z: jaxloss.multiclass_hinge_loss(
       z, NEG_INF_LABELS, kind=kind, squared=squared, weights=jnp.arange(1.0, 5.0))
   z = jnp.asarray(NEG_INF_LOGITS)
-  value = fn(z)
+
+  @jax.jit
+  def outputs(z, z_behind_mask):
+    """The value, the masked value and the Jacobians: one jitted program."""
+    masked = jaxloss.multiclass_hinge_loss(
+        z_behind_mask, NEG_INF_LABELS, kind=kind, squared=squared,
+        weights=jnp.arange(1.0, 5.0), where=mask)
+    return fn(z), masked, jax.jacrev(fn)(z), jax.jacfwd(fn)(z)
+
+  value, masked, *jacobians = outputs(z, np.where(mask, NEG_INF_LOGITS, 123.0))
   assert np.all(np.isfinite(np.asarray(value)))
   assert float(value[1]) == 0.0 and float(value[3]) == 0.0
   # A -inf competitor is the same as a masked one.
-  masked = jaxloss.multiclass_hinge_loss(
-      np.where(mask, NEG_INF_LOGITS, 123.0), NEG_INF_LABELS, kind=kind, squared=squared,
-      weights=jnp.arange(1.0, 5.0), where=mask)
   chex.assert_trees_all_close(value, masked, rtol=1e-12)
   chex.assert_trees_all_close(value, np_hinge(NEG_INF_LOGITS, NEG_INF_LABELS, kind=kind,
                                               squared=squared, w=np.arange(1.0, 5.0)),
                               rtol=1e-12)
-  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+  for jac in jacobians:
     jac = np.asarray(jac)
     assert np.all(np.isfinite(jac)), jac
     # -inf competitors receive exactly zero gradient.
@@ -227,10 +238,11 @@ def test_label_at_masked_or_neg_inf_class_is_inf_without_nan(kind, squared):
   y = np.array([0, 0])
   where = np.array([[False, True, True], [True, True, True]])
   fn = lambda z: jaxloss.multiclass_hinge_loss(z, y, kind=kind, squared=squared, where=where)
-  value = np.asarray(fn(z))
-  assert np.all(value == np.inf)
+  # value and Jacobians, one jitted program
+  value, *jacobians = jax.jit(lambda z: (fn(z), jax.jacrev(fn)(z), jax.jacfwd(fn)(z)))(z)
+  assert np.all(np.asarray(value) == np.inf)
   if not squared:  # squared: d(h^2) = 2 h dh is inf, and inf * 0 = NaN in a Jacobian
-    for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+    for jac in jacobians:
       assert not np.any(np.isnan(np.asarray(jac)))
 
 
@@ -238,29 +250,30 @@ def test_label_at_masked_or_neg_inf_class_is_inf_without_nan(kind, squared):
 @pytest.mark.parametrize("kind", KINDS)
 def test_low_precision_inputs(dtype, tol, kind):
   rng = np.random.default_rng(7)
-  z, y = random_inputs(rng, (64,), 10)
+  z, y = random_inputs(rng, (B,), K)
   z_low = jnp.asarray(z, dtype)
   fn = lambda z: jaxloss.multiclass_hinge_loss(z, y, kind=kind)
-  got = fn(z_low)
+  # value and gradient, one jitted program
+  got, g = jax.jit(lambda z: (fn(z), jax.grad(lambda z: fn(z).sum())(z)))(z_low)
   assert got.dtype == jnp.float32
   # Exact up to float32 rounding on the rounded inputs...
   np.testing.assert_allclose(np.asarray(got, np.float64),
                              np_hinge(np.asarray(z_low, np.float64), y, kind=kind),
                              rtol=1e-5, atol=1e-5)
-  # ...and within the input rounding of the float64 loss (|z| < ~10, 9 terms).
+  # ...and within the input rounding of the float64 loss (|z| < ~10, K - 1 terms).
   np.testing.assert_allclose(np.asarray(got, np.float64), np_hinge(z, y, kind=kind),
                              rtol=tol, atol=tol * 100)
-  g = jax.grad(lambda z: fn(z).sum())(z_low)
   assert g.dtype == dtype and np.all(np.isfinite(np.asarray(g, np.float32)))
 
 
 def test_output_dtypes():
-  z = np.zeros((2, 3))
-  y = np.array([0, 1])
+  # The output dtype is fixed at trace time: eval_shape traces without compiling.
+  y = np.zeros(B, np.int32)
   for dtype, out in [(jnp.float16, jnp.float32), (jnp.bfloat16, jnp.float32),
                      (jnp.float32, jnp.float32), (jnp.float64, jnp.float64)]:
     for kind in KINDS:
-      assert jaxloss.multiclass_hinge_loss(jnp.asarray(z, dtype), y, kind=kind).dtype == out
+      fn = functools.partial(jaxloss.multiclass_hinge_loss, kind=kind)
+      assert jax.eval_shape(fn, jax.ShapeDtypeStruct((B, K), dtype), y).dtype == out
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -274,7 +287,7 @@ def test_out_of_range_label_is_nan(kind):
 
 # ---------------------------------------------------------------- identities (hypothesis)
 logit_arrays = hnp.arrays(
-    np.float64, st.sampled_from([(1, 2), (3, 4), (6, 7)]),  # few shapes: few compiles
+    np.float64, st.sampled_from([(B, 2), (B, K)]),  # two classes, and the file's shape
     elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False))
 
 
@@ -284,7 +297,9 @@ def test_identities(z, data):
   y = np.asarray(data.draw(hnp.arrays(np.int64, (b,), elements=st.integers(0, k - 1))))
   margin = data.draw(st.floats(0.1, 5.0))
   shift = data.draw(st.floats(-50, 50))
-  f = functools.partial(jaxloss.multiclass_hinge_loss, margin=margin)
+  # The margin as a NumPy scalar is traced (an array to the jitted API): one
+  # program per shape, not one per drawn margin.
+  f = functools.partial(jaxloss.multiclass_hinge_loss, margin=np.float64(margin))
   cs, ww = (np.asarray(f(z, y, kind=kind)) for kind in KINDS)
   cs2, ww2 = (np.asarray(f(z, y, kind=kind, squared=True)) for kind in KINDS)
   for loss in (cs, ww, cs2, ww2):
@@ -321,20 +336,24 @@ def test_nan_or_pos_inf_logit_gives_nan(kind, squared):
   with a zero gradient there. example_mask=False gives 0; a class mask hides it."""
   fn = lambda z, **kw: jaxloss.multiclass_hinge_loss(
       z, _BAD_Y, kind=kind, squared=squared, weights=np.arange(1.0, 4.0), **kw)
-  z = jnp.asarray(_BAD_Z)
-  value = np.asarray(fn(z))
+  where = np.array([True, False, True])
+
+  @jax.jit
+  def outputs(z, z_junk):
+    """Every call of this test, one jitted program."""
+    return (fn(z), jax.jacrev(fn)(z), jax.jacfwd(fn)(z),
+            fn(z, example_mask=np.array([False] * 4 + [True])), fn(z, where=where),
+            fn(z_junk, where=where))
+
+  value, jac_rev, jac_fwd, masked_out, hidden, junk = (
+      np.asarray(a) for a in outputs(jnp.asarray(_BAD_Z), np.where(where, _BAD_Z, 7.0)))
   assert np.all(np.isnan(value[:4])) and np.isfinite(value[4]), value
   np.testing.assert_allclose(value[4], np_hinge(_BAD_Z[4:], _BAD_Y[4:], kind=kind,
                                                 squared=squared, w=np.arange(1.0, 4.0))[0])
-  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
-    jac = np.asarray(jac)
+  for jac in (jac_rev, jac_fwd):
     assert np.all(np.isfinite(jac)) and np.all(jac[:4] == 0.0), jac
-  masked_out = np.asarray(fn(z, example_mask=np.array([False] * 4 + [True])))
   assert np.all(masked_out[:4] == 0.0) and masked_out[4] == value[4]
-  where = np.array([True, False, True])
-  hidden = np.asarray(fn(z, where=where))
   assert np.isnan(hidden[0]) and np.isnan(hidden[2])  # NaN in unmasked classes
-  junk = np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))
   np.testing.assert_array_equal(hidden[[1, 3, 4]], junk[[1, 3, 4]])
   assert np.all(np.isfinite(hidden[[1, 3, 4]]))
 
@@ -366,27 +385,28 @@ def test_shift_invariance_at_1e8_float32(kind, squared):
 
 # ---------------------------------------------------------------- bad input
 def test_bad_inputs():
-  z = jnp.zeros((4, 3))
-  y = jnp.zeros(4, jnp.int32)
+  # NumPy inputs: every error is raised while tracing, before anything compiles.
+  z = np.zeros((4, 3))
+  y = np.zeros(4, np.int32)
   with pytest.raises(TypeError, match="look like one-hot"):
-    jaxloss.multiclass_hinge_loss(z, jnp.eye(3)[jnp.array([0, 1, 2, 0])])
+    jaxloss.multiclass_hinge_loss(z, np.eye(3)[[0, 1, 2, 0]])
   with pytest.raises(ValueError, match="look like one-hot"):
-    jaxloss.multiclass_hinge_loss(z, jnp.zeros((4, 3), jnp.int32))
+    jaxloss.multiclass_hinge_loss(z, np.zeros((4, 3), np.int32))
   with pytest.raises(ValueError, match="does not match logits shape"):
-    jaxloss.multiclass_hinge_loss(z, jnp.zeros(5, jnp.int32))
+    jaxloss.multiclass_hinge_loss(z, np.zeros(5, np.int32))
   with pytest.raises(ValueError, match="valid kinds are 'crammer_singer', 'weston_watkins'"):
     jaxloss.multiclass_hinge_loss(z, y, kind="ovr")
   for bad in (0.0, -1.0, 0):
     with pytest.raises(ValueError, match="margin must be > 0"):
       jaxloss.multiclass_hinge_loss(z, y, margin=bad)
   with pytest.raises(TypeError, match="floating-point"):
-    jaxloss.multiclass_hinge_loss(jnp.zeros((4, 3), jnp.int32), y)
+    jaxloss.multiclass_hinge_loss(np.zeros((4, 3), np.int32), y)
   with pytest.raises(ValueError, match="one per class"):
-    jaxloss.multiclass_hinge_loss(z, y, weights=jnp.ones(4))
+    jaxloss.multiclass_hinge_loss(z, y, weights=np.ones(4))
   with pytest.raises(TypeError, match="boolean"):
-    jaxloss.multiclass_hinge_loss(z, y, where=jnp.ones((4, 3)))
+    jaxloss.multiclass_hinge_loss(z, y, where=np.ones((4, 3)))
   with pytest.raises(ValueError, match="per-example shape"):
-    jaxloss.multiclass_hinge_loss(z, y, example_mask=jnp.ones(3, bool))
+    jaxloss.multiclass_hinge_loss(z, y, example_mask=np.ones(3, bool))
   with pytest.raises(ValueError, match="axis=2 is out of range"):
     jaxloss.multiclass_hinge_loss(z, y, axis=2)
 

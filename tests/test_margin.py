@@ -21,6 +21,18 @@ from _loss_checks import assert_masks_hide_bad_rows
 # check is tests/test_contract.py, which walks every loss (see the README).
 pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]
 
+# A few shapes for the whole file: op-by-op (eager) execution compiles every
+# jax.numpy operation once per shape and dtype, and the eight losses share most of
+# their operations, so tests that share a shape share those compilations. The
+# losses run eagerly here (the jitted public API was measured slower for this file:
+# a jitted loss compiles per loss, an eager op once for all eight); only the
+# Jacobians are jitted (eager, they compile a batched copy of every op).
+B, K = 5, 3  # every 2-D test; the hand-written inputs below have this shape too
+# The class-axis tests: a cube, so whichever axis holds the classes, moved last it
+# gives the same shape and the eager ops compile once for every axis (the random
+# values still tell the axes apart).
+SHAPE3 = (4, 4, 4)
+
 
 # ---------------------------------------------------------------- references
 def _np_smooth_hinge(v):
@@ -81,6 +93,11 @@ def ovr_signs(y, k):
   return 2.0 * np.eye(k)[y] - 1.0
 
 
+def jacobians(fn, z):
+  """``(jacrev, jacfwd)`` of ``fn`` at ``z``, one jitted program."""
+  return jax.jit(lambda z: (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)))(z)
+
+
 # ---------------------------------------------------------------- elementwise phi
 @pytest.mark.parametrize("name", NAMES)
 def test_elementwise_matches_reference(name):
@@ -92,10 +109,10 @@ def test_margin_losses_mapping():
   assert set(jaxloss.MARGIN_LOSSES) == set(NAMES)
   with pytest.raises(TypeError):
     jaxloss.MARGIN_LOSSES["mine"] = lambda v: v  # read-only
-  z = np.array([[0.3, -1.2, 2.0]])
+  z, y = random_case(np.random.default_rng(7), (B,), K)
   for name in NAMES:
-    chex.assert_trees_all_close(jaxloss.ovr_margin_loss(z, np.array([2]), kind=name),
-                                ovr(name)(z, np.array([2])), rtol=0)
+    chex.assert_trees_all_close(jaxloss.ovr_margin_loss(z, y, kind=name), ovr(name)(z, y),
+                                rtol=0)
 
 
 def test_smooth_hinge_continuity_and_derivative():
@@ -167,7 +184,7 @@ class ReferenceTest(parameterized.TestCase):
   @parameterized.product(name=NAMES, axis=(0, 1, -1))
   def test_against_reference(self, name, axis):
     rng = np.random.default_rng(0)
-    z = rng.normal(size=(3, 4, 5)) * 2
+    z = rng.normal(size=SHAPE3) * 2
     y_shape = list(z.shape)
     k = y_shape.pop(axis)
     y = rng.integers(0, k, size=y_shape)
@@ -186,16 +203,16 @@ class ReferenceTest(parameterized.TestCase):
   def test_label_encodings_identical(self, name):
     """{-1,+1} and {0,1} targets (float, int, bool) and integer labels agree."""
     rng = np.random.default_rng(1)
-    z = rng.normal(size=(8, 4)) * 2
-    multi_hot = rng.random((8, 4)) < 0.4
+    z = rng.normal(size=(B, K)) * 2
+    multi_hot = rng.random((B, K)) < 0.4
     f = self.variant(ovr(name))
     want = np_margin(z, np.where(multi_hot, 1.0, -1.0), name)
     for t in (multi_hot, multi_hot.astype(np.float32), multi_hot.astype(np.int32),
               np.where(multi_hot, 1.0, -1.0), np.where(multi_hot, 1, -1).astype(np.int8)):
       chex.assert_trees_all_close(f(z, t), want, rtol=1e-12)
-    y = rng.integers(0, 4, size=8)
-    chex.assert_trees_all_close(f(z, y), f(z, 2 * np.eye(4)[y] - 1), rtol=1e-12)
-    chex.assert_trees_all_close(f(z, y), f(z, np.eye(4, dtype=np.int32)[y]), rtol=1e-12)
+    y = rng.integers(0, K, size=B)
+    chex.assert_trees_all_close(f(z, y), f(z, 2 * np.eye(K)[y] - 1), rtol=1e-12)
+    chex.assert_trees_all_close(f(z, y), f(z, np.eye(K, dtype=np.int32)[y]), rtol=1e-12)
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(*NAMES)
@@ -203,13 +220,14 @@ class ReferenceTest(parameterized.TestCase):
     """Binary classification: logits [B, 1] and targets [B, 1] give phi(y * f)."""
     f_B = np.array([2.0, -0.7, 0.0, 1.0, -3.0])
     y_B = np.array([1.0, 1.0, -1.0, -1.0, -1.0])
+    assert f_B.shape == (B,)
     got = self.variant(ovr(name))(f_B[:, None], y_B[:, None])
     chex.assert_trees_all_close(got, NP_PHI[name](y_B * f_B), rtol=1e-12)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmap_equals_batched(self):
     rng = np.random.default_rng(2)
-    z, y = random_case(rng, (6,), 3)
+    z, y = random_case(rng, (B,), K)
     for name in NAMES:
       chex.assert_trees_all_close(self.variant(jax.vmap(ovr(name)))(z, y),
                                   ovr(name)(z, y), rtol=1e-12)
@@ -217,8 +235,8 @@ class ReferenceTest(parameterized.TestCase):
 
 def test_logistic_is_sigmoid_bce():
   rng = np.random.default_rng(3)
-  z = rng.normal(size=(5, 3)) * 3
-  t = (rng.random((5, 3)) < 0.5).astype(np.float64)
+  z = rng.normal(size=(B, K)) * 3
+  t = (rng.random((B, K)) < 0.5).astype(np.float64)
   want = optax.sigmoid_binary_cross_entropy(z, t).mean(-1)
   chex.assert_trees_all_close(jaxloss.ovr_logistic(z, t), want, rtol=1e-12)
 
@@ -231,22 +249,23 @@ def test_no_retrace_for_new_values():
 
   rng = np.random.default_rng(4)
   for _ in range(3):
-    z, y = random_case(rng, (4,), 3)
+    z, y = random_case(rng, (B,), K)
     loss(jnp.asarray(z), jnp.asarray(y))
 
 
 def test_fully_masked_row_and_out_of_range_labels():
-  z = np.ones((4, 3))
-  where = np.ones((4, 3), bool)
+  z = np.ones((B, K))
+  where = np.ones((B, K), bool)
   where[0] = False
   where[3] = False
-  y = np.array([0, 1, 7, -1])
+  y = np.array([0, 1, 7, -1, 2])
+  y_in_range = np.array([0, 1, 2, 0, 2])
   for name in NAMES:
     got = np.asarray(ovr(name)(z, y, where=where))
     assert got[0] == 0.0 and np.isfinite(got[1]) and np.isnan(got[2]), name
     assert got[3] == 0.0, name  # a fully masked row is 0 even with a bad label
-    g = jax.grad(lambda z: ovr(name)(z, y[:2], where=where[:2]).sum())(z[:2])
-    assert np.all(np.asarray(g)[0] == 0.0)
+    g = jax.grad(lambda z: ovr(name)(z, y_in_range, where=where).sum())(z)
+    assert np.all(np.asarray(g)[[0, 3]] == 0.0)
     assert np.isnan(np.asarray(ovr(name)(z, y))[2])
 
 
@@ -255,17 +274,18 @@ def test_fully_masked_row_and_out_of_range_labels():
 def test_gradients(name):
   # Continuous random logits never sit exactly on the kink v = 1 of the hinge.
   rng = np.random.default_rng(5)
-  z, y = random_case(rng, (4,), 5)
-  mask = rng.random((4, 5)) < 0.8
+  z, y = random_case(rng, (B,), K)
+  mask = rng.random((B, K)) < 0.8
   fn = lambda z: ovr(name)(z, y, where=mask)
   check_grads(fn, (z,), order=1, modes=("fwd", "rev"))
-  fn_t = lambda z_CxB: ovr(name)(z_CxB, ovr_signs(y, 5).T, axis=0)
+  fn_t = lambda z_CxB: ovr(name)(z_CxB, ovr_signs(y, K).T, axis=0)
   check_grads(fn_t, (z.T,), order=1, modes=("fwd", "rev"))
 
 
 # ---------------------------------------------------------------- numerics
-EXTREME = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [1e4, 1e4, -1e4]])
-EXTREME_Y = np.array([0, 0, 2])  # margins of +-1e4 and 0, on both sides
+EXTREME = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [1e4, 1e4, -1e4], [0.0, -1e4, 1e4],
+                    [1e4, 0.0, 0.0]])
+EXTREME_Y = np.array([0, 0, 2, 0, 1])  # margins of +-1e4 and 0, on both sides
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
@@ -281,16 +301,18 @@ def test_extreme_logits(name, dtype):
     assert np.all(np.isfinite(g)), (name, g)
   else:  # exponential: e^{1e4} overflows to inf (documented), never NaN
     np.testing.assert_allclose(got[0], 1.0 / 3.0, rtol=1e-6)  # margins 1e4, 1e4, 0
-    assert np.all(got[1:] == np.inf)  # a margin of -1e4
+    assert np.all(got[1:] == np.inf)  # each row has a margin of -1e4
     assert not np.any(np.isnan(g))
 
 
 NEG_INF_LOGITS = np.array([
-    [0.5, -np.inf, 1.0, -np.inf],
-    [-0.5, -np.inf, -np.inf, -np.inf],
-    [2.0, 1.0, -np.inf, 0.0],
+    [0.5, -np.inf, 1.0],
+    [-0.5, -np.inf, -np.inf],
+    [2.0, 1.0, -np.inf],
+    [-np.inf, 0.3, -np.inf],
+    [1.0, -np.inf, 0.5],
 ])
-NEG_INF_LABELS = np.array([0, 0, 3])  # -inf only at negative classes: v = +inf there
+NEG_INF_LABELS = np.array([0, 0, 1, 1, 2])  # -inf only at negative classes: v = +inf there
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -298,28 +320,29 @@ def test_neg_inf_logits(name):
   z = jnp.asarray(NEG_INF_LOGITS)
   fn = lambda z: ovr(name)(z, NEG_INF_LABELS)
   value = np.asarray(fn(z))
-  want = np_margin(NEG_INF_LOGITS, ovr_signs(NEG_INF_LABELS, 4), name)
+  want = np_margin(NEG_INF_LOGITS, ovr_signs(NEG_INF_LABELS, K), name)
   np.testing.assert_allclose(value, want, rtol=1e-12)
+  diag = (np.arange(B), np.arange(B))
   if name == "square":  # (1 - v)^2 = inf at v = +inf: mask such classes instead
     assert np.all(value == np.inf)
   else:
     assert np.all(np.isfinite(value))
-    for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+    for jac in jacobians(fn, z):
       jac = np.asarray(jac)
       assert np.all(np.isfinite(jac)), (name, jac)
       if name != "tangent":  # phi'(+inf) = 0 for every loss (tangent checked below)
-        assert np.all(jac[np.arange(3), np.arange(3)][np.isinf(NEG_INF_LOGITS)] == 0.0)
+        assert np.all(jac[diag][np.isinf(NEG_INF_LOGITS)] == 0.0)
   # Masking the -inf classes: no NaN for any loss (square included), and the
   # same as dropping them.
   mask = np.isfinite(NEG_INF_LOGITS)
   fm = lambda z: ovr(name)(z, NEG_INF_LABELS, where=mask)
   np.testing.assert_allclose(np.asarray(fm(z)),
                              np_margin(np.where(mask, NEG_INF_LOGITS, 0.0),
-                                       ovr_signs(NEG_INF_LABELS, 4), name, mask), rtol=1e-12)
-  for jac in (jax.jacrev(fm)(z), jax.jacfwd(fm)(z)):
+                                       ovr_signs(NEG_INF_LABELS, K), name, mask), rtol=1e-12)
+  for jac in jacobians(fm, z):
     jac = np.asarray(jac)
     assert np.all(np.isfinite(jac)), (name, jac)
-    assert np.all(jac[np.arange(3), np.arange(3)][~mask] == 0.0)
+    assert np.all(jac[diag][~mask] == 0.0)
 
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.float16, 2e-3), (jnp.bfloat16, 2e-2)])
@@ -328,12 +351,12 @@ def test_low_precision_inputs(name, dtype, tol):
   """16-bit logits are upcast: exact up to float32 on the rounded inputs, and
   within the input rounding (relative `tol`, |z| < ~8) of the float64 loss."""
   rng = np.random.default_rng(6)
-  z, y = random_case(rng, (32,), 6)
+  z, y = random_case(rng, (B,), K)
   z_low = jnp.asarray(z, dtype)
   fn = lambda z: ovr(name)(z, y)
   got = fn(z_low)
   assert got.dtype == jnp.float32
-  signs = ovr_signs(y, 6)
+  signs = ovr_signs(y, K)
   np.testing.assert_allclose(np.asarray(got, np.float64),
                              np_margin(np.asarray(z_low, np.float64), signs, name),
                              rtol=1e-5, atol=1e-6)
@@ -346,13 +369,15 @@ def test_low_precision_inputs(name, dtype, tol):
 
 
 def test_output_dtypes():
-  z = np.zeros((2, 3))
-  y = np.array([0, 1])
+  # The output dtype is fixed at trace time: eval_shape traces without compiling.
+  z = np.zeros((B, K))
+  y = np.zeros(B, np.int32)
   for dtype, out in [(jnp.float16, jnp.float32), (jnp.bfloat16, jnp.float32),
                      (jnp.float32, jnp.float32), (jnp.float64, jnp.float64)]:
+    zd = jax.ShapeDtypeStruct(z.shape, dtype)
     for name in NAMES:
-      assert ovr(name)(jnp.asarray(z, dtype), y).dtype == out
-      assert ovr(name)(jnp.asarray(z, dtype), np.ones((2, 3), np.float32)).dtype == out
+      assert jax.eval_shape(ovr(name), zd, y).dtype == out
+      assert jax.eval_shape(ovr(name), zd, np.ones((B, K), np.float32)).dtype == out
 
 
 # ---------------------------------------------------------------- issue 10: NaN / +inf -> NaN
@@ -377,14 +402,15 @@ def test_nan_or_pos_inf_logit_gives_nan(name):
   np.testing.assert_allclose(value[4], np_margin(_BAD_Z[4:], ovr_signs(_BAD_Y[4:], 3), name)[0],
                              rtol=1e-12)
   f4 = lambda z: ovr(name)(z, _BAD_Y[:4])  # the bad rows only (square: v = +inf is inf)
-  for jac in (jax.jacrev(f4)(z[:4]), jax.jacfwd(f4)(z[:4])):
+  for jac in jacobians(f4, z[:4]):
     assert np.all(np.asarray(jac) == 0.0), (name, jac)
   assert_masks_hide_bad_rows(fn, _BAD_Z, value, num_bad=4)
 
 
 # ---------------------------------------------------------------- properties (hypothesis)
 logit_arrays = hnp.arrays(
-    np.float64, st.sampled_from([(1, 1), (3, 4), (5, 6)]),  # few shapes: few compiles
+    # The file's shapes (one class, and K classes): no new compiles per example.
+    np.float64, st.sampled_from([(B, 1), (B, K)]),
     elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False))
 
 
@@ -408,22 +434,24 @@ def test_properties(z, data):
 
 # ---------------------------------------------------------------- bad input
 def test_bad_inputs():
-  z = jnp.zeros((4, 3))
+  # NumPy inputs: the errors are raised before any computation (nothing compiles).
+  z = np.zeros((B, K))
+  y = np.zeros(B, np.int32)
   with pytest.raises(TypeError, match="must be integer class labels"):
-    jaxloss.ovr_hinge(z, jnp.zeros(4))
+    jaxloss.ovr_hinge(z, np.zeros(B))
   with pytest.raises(TypeError, match=r"targets\[\.\.\., None\]"):
-    jaxloss.ovr_logistic(jnp.zeros((4, 1)), jnp.ones(4))
+    jaxloss.ovr_logistic(np.zeros((B, 1)), np.ones(B))
   with pytest.raises(ValueError, match="must be the logits' shape"):
-    jaxloss.ovr_hinge(z, jnp.zeros((4, 2), jnp.int32))
+    jaxloss.ovr_hinge(z, np.zeros((B, 2), np.int32))
   with pytest.raises(ValueError, match="must be the logits' shape"):
-    jaxloss.ovr_square(z, jnp.zeros(3, jnp.int32))
+    jaxloss.ovr_square(z, np.zeros(3, np.int32))
   with pytest.raises(ValueError, match="valid kinds are 'hinge', 'squared_hinge'"):
-    jaxloss.ovr_margin_loss(z, jnp.zeros(4, jnp.int32), kind="huber")
+    jaxloss.ovr_margin_loss(z, y, kind="huber")
   with pytest.raises(TypeError, match="floating-point"):
-    jaxloss.ovr_hinge(jnp.zeros((4, 3), jnp.int32), jnp.zeros(4, jnp.int32))
+    jaxloss.ovr_hinge(np.zeros((B, K), np.int32), y)
   with pytest.raises(TypeError, match="boolean"):
-    jaxloss.ovr_hinge(z, jnp.zeros(4, jnp.int32), where=jnp.ones((4, 3)))
+    jaxloss.ovr_hinge(z, y, where=np.ones((B, K)))
   with pytest.raises(ValueError, match="axis=2 is out of range"):
-    jaxloss.ovr_hinge(z, jnp.zeros(4, jnp.int32), axis=2)
+    jaxloss.ovr_hinge(z, y, axis=2)
   with pytest.raises(ValueError, match="scalar"):
     jaxloss.ovr_hinge(jnp.float32(1.0), jnp.float32(1.0))

@@ -19,6 +19,16 @@ from jaxloss._src import multilabel
 # check is tests/test_contract.py, which walks every loss (see the README).
 pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
+# A few shapes for the whole file: op-by-op (eager) execution compiles every
+# jax.numpy operation once per shape and dtype, so tests that share a shape share
+# those compilations. vmap runs jitted (eager, it compiles a batched copy of
+# every op).
+B, K = 12, 5
+# Multi-axis batches and the class-axis tests: a cube, so whichever axis holds the
+# classes, moved last it gives the same shape and the eager ops compile once for
+# every axis (the random values still tell the axes apart).
+SHAPE3 = (4, 4, 4)
+
 
 # ---------------------------------------------------------------- references
 def np_top_k(z, k):
@@ -55,7 +65,7 @@ def random_multi_hot(rng, shape, rate=0.3):
 class DecodeTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters((1, 1), (6, 5), (16, 10))
+  @parameterized.parameters((1, 1), (B, K))
   def test_top_k_vs_argsort(self, batch, num_classes):
     rng = np.random.default_rng(batch * 10 + num_classes)
     z_cont = rng.normal(size=(batch, num_classes))
@@ -71,7 +81,7 @@ class DecodeTest(chex.TestCase):
   @parameterized.parameters(0, 1, 2, -1)
   def test_top_k_axis(self, axis):
     rng = np.random.default_rng(3)
-    z = rng.integers(-2, 2, size=(3, 4, 5)).astype(np.float32)
+    z = rng.integers(-2, 2, size=SHAPE3).astype(np.float32)
     got = self.variant(functools.partial(multilabel.top_k_multi_hot, k=2, axis=axis))(z)
     assert got.dtype == jnp.float32 and got.shape == z.shape
     want = np.moveaxis(np_top_k(np.moveaxis(z, axis, -1), 2), -1, axis)
@@ -85,7 +95,7 @@ class DecodeTest(chex.TestCase):
 
   @parameterized.parameters(jnp.float16, jnp.bfloat16)
   def test_low_precision(self, dtype):
-    z = jnp.asarray(np.random.default_rng(4).normal(size=(5, 6)), dtype)
+    z = jnp.asarray(np.random.default_rng(4).normal(size=(B, K)), dtype)
     ref = np.asarray(z, np.float64)
     got = multilabel.top_k_multi_hot(z, k=3)
     assert got.dtype == jnp.float32
@@ -97,14 +107,14 @@ class DecodeTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_threshold(self):
     rng = np.random.default_rng(5)
-    z = rng.normal(size=(7, 4))
+    z = rng.normal(size=(B, K))
     z[0, 0] = 0.0  # exactly on the threshold: not predicted
     got = self.variant(multilabel.threshold_multi_hot)(z)
     np.testing.assert_array_equal(got, (z > 0).astype(float))
     assert float(got[0, 0]) == 0.0
     got = self.variant(functools.partial(multilabel.threshold_multi_hot, threshold=0.5))(z)
     np.testing.assert_array_equal(got, (z > 0.5).astype(float))
-    per_class = np.array([-1.0, 0.0, 0.5, 1.0])
+    per_class = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
     got = self.variant(functools.partial(multilabel.threshold_multi_hot, threshold=per_class))(z)
     np.testing.assert_array_equal(got, (z > per_class[None, :]).astype(float))
     # logit > 0  <=>  sigmoid > 0.5, the multilabel_accuracy convention.
@@ -114,10 +124,10 @@ class DecodeTest(chex.TestCase):
         jaxloss.multilabel_accuracy(z, t))
 
   def test_vmap(self):
-    z = np.random.default_rng(6).normal(size=(8, 5))
+    z = np.random.default_rng(6).normal(size=(B, K))
     for fn in (functools.partial(multilabel.top_k_multi_hot, k=2),
                multilabel.threshold_multi_hot):
-      np.testing.assert_array_equal(jax.vmap(fn)(z), fn(z))
+      np.testing.assert_array_equal(jax.jit(jax.vmap(fn))(z), fn(z))
 
   def test_traces_once(self):
     def top2(z):
@@ -125,14 +135,14 @@ class DecodeTest(chex.TestCase):
     fn = jax.jit(chex.assert_max_traces(top2, n=1))
     rng = np.random.default_rng(7)
     for _ in range(3):
-      fn(rng.normal(size=(4, 6)))
+      fn(rng.normal(size=(B, K)))
 
 
 # ---------------------------------------------------------------- scores
 class ScoreTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(((1, 3),), ((10, 4),), ((64, 12),), ((4, 5, 6),), ((7,),))
+  @parameterized.parameters(((B, K),), (SHAPE3,), ((K,),))
   def test_f1_and_exact_vs_numpy(self, shape):
     rng = np.random.default_rng(sum(shape))
     p = random_multi_hot(rng, shape, 0.4)
@@ -155,8 +165,8 @@ class ScoreTest(chex.TestCase):
   @parameterized.parameters(0, 1, 2)
   def test_axis(self, axis):
     rng = np.random.default_rng(11)
-    p = random_multi_hot(rng, (3, 4, 5), 0.5)
-    t = random_multi_hot(rng, (3, 4, 5), 0.5)
+    p = random_multi_hot(rng, SHAPE3, 0.5)
+    t = random_multi_hot(rng, SHAPE3, 0.5)
     p_last, t_last = np.moveaxis(p, axis, -1), np.moveaxis(t, axis, -1)
     f1 = self.variant(functools.partial(multilabel.per_class_f1, axis=axis))(p, t)
     chex.assert_trees_all_close(f1, np_per_class_f1(p_last, t_last), rtol=1e-12)
@@ -165,8 +175,8 @@ class ScoreTest(chex.TestCase):
 
   def test_dtypes_and_binarization(self):
     rng = np.random.default_rng(12)
-    p = random_multi_hot(rng, (20, 5), 0.5)
-    t = random_multi_hot(rng, (20, 5), 0.5)
+    p = random_multi_hot(rng, (B, K), 0.5)
+    t = random_multi_hot(rng, (B, K), 0.5)
     want = np_per_class_f1(p, t)
     for pp, tt in ((p > 0.5, t > 0.5), (p.astype(np.int32), t.astype(np.int8)),
                    (p.astype(np.float32), t.astype(np.float32))):
@@ -201,24 +211,24 @@ class ScoreTest(chex.TestCase):
 
   def test_vmap(self):
     rng = np.random.default_rng(14)
-    p = random_multi_hot(rng, (4, 9, 5))  # 4 stacked batches of 9 examples
-    t = random_multi_hot(rng, (4, 9, 5))
-    got = jax.vmap(multilabel.per_class_f1)(p, t)
-    chex.assert_trees_all_close(got, np.stack([np_per_class_f1(p[i], t[i]) for i in range(4)]),
+    p = random_multi_hot(rng, SHAPE3)  # stacked batches of examples
+    t = random_multi_hot(rng, SHAPE3)
+    got = jax.jit(jax.vmap(multilabel.per_class_f1))(p, t)
+    chex.assert_trees_all_close(got, np.stack([np_per_class_f1(p[i], t[i]) for i in range(len(p))]),
                                 rtol=1e-12)
-    np.testing.assert_array_equal(jax.vmap(multilabel.exact_set_accuracy)(p[0], t[0]),
+    np.testing.assert_array_equal(jax.jit(jax.vmap(multilabel.exact_set_accuracy))(p[0], t[0]),
                                   multilabel.exact_set_accuracy(p[0], t[0]))
 
   def test_decode_then_score(self):
     rng = np.random.default_rng(15)
-    z = rng.normal(size=(32, 6))
+    z = rng.normal(size=(B, K))
     t = np_top_k(z + 0.5 * rng.normal(size=z.shape), 2)
     pred = jax.jit(lambda z: multilabel.top_k_multi_hot(z, k=2))(z)
     chex.assert_trees_all_close(multilabel.macro_f1(pred, t),
                                 np_per_class_f1(np_top_k(z, 2), t).mean(), rtol=1e-12)
 
 
-_multi_hot = functools.partial(hnp.arrays, np.float64, (12, 4), elements=st.sampled_from([0.0, 1.0]))
+_multi_hot = functools.partial(hnp.arrays, np.float64, (B, K), elements=st.sampled_from([0.0, 1.0]))
 
 
 @hypothesis.given(p=_multi_hot(), t=_multi_hot())
@@ -227,12 +237,12 @@ def test_f1_properties(p, t):
   assert np.all((f1 >= 0.0) & (f1 <= 1.0))
   np.testing.assert_allclose(f1, np_per_class_f1(p, t), rtol=1e-12)
   np.testing.assert_array_equal(_f1_jit(t, p), f1)  # symmetric in predictions / targets
-  np.testing.assert_array_equal(_f1_jit(t, t), np.ones(4))
+  np.testing.assert_array_equal(_f1_jit(t, t), np.ones(K))
   exact = np.asarray(_exact_jit(p, t))
   np.testing.assert_array_equal(exact, np_exact(p, t))
   # Exact match of every row implies F1 = 1 for every class.
   if exact.all():
-    np.testing.assert_array_equal(f1, np.ones(4))
+    np.testing.assert_array_equal(f1, np.ones(K))
 
 
 _f1_jit = jax.jit(multilabel.per_class_f1)
@@ -240,16 +250,16 @@ _exact_jit = jax.jit(multilabel.exact_set_accuracy)
 
 
 @hypothesis.given(
-    z=hnp.arrays(np.float64, (6, 5), elements=st.integers(-2, 2).map(float)),
-    k=st.integers(0, 5),
+    z=hnp.arrays(np.float64, (B, K), elements=st.integers(-2, 2).map(float)),
+    k=st.integers(0, K),
 )
 def test_top_k_properties(z, k):
   got = np.asarray(multilabel.top_k_multi_hot(z, k=k))
   np.testing.assert_array_equal(got, np_top_k(z, k))
-  np.testing.assert_array_equal(got.sum(-1), np.full(6, k))
+  np.testing.assert_array_equal(got.sum(-1), np.full(B, k))
   # Every selected logit is >= every unselected one in its row.
   for row, sel in zip(z, got > 0.5):
-    if 0 < k < 5:
+    if 0 < k < K:
       assert row[sel].min() >= row[~sel].max()
 
 

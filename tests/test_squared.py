@@ -22,6 +22,13 @@ from jaxloss._src import squared
 # check is tests/test_contract.py, which walks every loss (see the README).
 pytestmark = [pytest.mark.usefixtures("x64", "jitted_public_api"), pytest.mark.slow]
 
+# A few shapes for the whole file: each hyperparameter setting of a loss compiles
+# once per shape and dtype, so tests that share a shape share programs. Checks
+# made of several calls (values, Jacobians, masked variants) run as one jitted
+# program each, one compile instead of one per call.
+B, K = 4, 5
+SHAPE3 = (3, 4, 5)  # multi-axis batches and the class-axis tests
+
 
 # ---------------------------------------------------------------- references
 def np_softmax(z, mask=None):
@@ -70,7 +77,7 @@ def random_inputs(rng, shape, num_classes):
 class ReferenceTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(((4,), 5), ((1,), 2), ((16,), 10), ((2, 3), 4), ((3,), 1))
+  @parameterized.parameters(((B,), K), ((1,), 2), (SHAPE3[:-1], SHAPE3[-1]), ((B,), 1))
   def test_brier(self, shape, k):
     z, y = random_inputs(np.random.default_rng(k), shape, k)
     got = self.variant(jaxloss.brier_score)(z, y)
@@ -78,8 +85,8 @@ class ReferenceTest(chex.TestCase):
     chex.assert_trees_all_close(got, np_brier(z, y), rtol=1e-12, atol=1e-15)
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(((4,), 5, 1.0, 1.0), ((1,), 2, 1.0, 1.0), ((16,), 10, 2.0, 5.0),
-                            ((2, 3), 4, 0.5, 15.0), ((3,), 1, 3.0, -1.0))
+  @parameterized.parameters(((B,), K, 1.0, 1.0), ((1,), 2, 1.0, 1.0), ((B,), K, 2.0, 5.0),
+                            (SHAPE3[:-1], SHAPE3[-1], 0.5, 15.0), ((B,), 1, 3.0, -1.0))
   def test_square_loss(self, shape, num_classes, k, m):
     z, y = random_inputs(np.random.default_rng(num_classes), shape, num_classes)
     got = self.variant(functools.partial(jaxloss.square_loss, k=k, m=m))(z, y)
@@ -90,7 +97,7 @@ class ReferenceTest(chex.TestCase):
   @parameterized.parameters(0, 1, 2, -1)
   def test_axis(self, axis):
     rng = np.random.default_rng(2)
-    z = rng.normal(size=(3, 4, 5))
+    z = rng.normal(size=SHAPE3)
     y_shape = list(z.shape)
     k = y_shape.pop(axis)
     y = rng.integers(0, k, size=y_shape)
@@ -103,12 +110,12 @@ class ReferenceTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_where(self):
     rng = np.random.default_rng(3)
-    z, y = random_inputs(rng, (10,), 6)
-    mask = rng.random((10, 6)) < 0.6
-    mask[np.arange(10), y] = True
+    z, y = random_inputs(rng, (B,), K)
+    mask = rng.random((B, K)) < 0.6
+    mask[np.arange(B), y] = True
     mask[0] = False  # a fully masked row gives 0
     mask[1] = True
-    mask[2, (y[2] + 1) % 6] = False
+    mask[2, (y[2] + 1) % K] = False
     z_junk = np.where(mask, z, -np.inf)  # anything may sit behind the mask
     got = self.variant(jaxloss.brier_score)(z_junk, y, where=mask)
     chex.assert_trees_all_close(got, np_brier(z, y, mask), rtol=1e-12)
@@ -123,8 +130,8 @@ class ReferenceTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_where_broadcasts_with_axis(self):
     rng = np.random.default_rng(4)
-    z = rng.normal(size=(5, 4, 3))  # classes on axis 1
-    y = rng.integers(0, 4, size=(5, 3))
+    z = rng.normal(size=SHAPE3)  # classes on axis 1
+    y = rng.integers(0, 4, size=(SHAPE3[0], SHAPE3[2]))
     mask = np.array([True, False, True, True])[:, None]
     ml = np.moveaxis(np.broadcast_to(mask, z.shape), 1, -1)
     zl = np.moveaxis(z, 1, -1)
@@ -135,7 +142,7 @@ class ReferenceTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmap_equals_batched(self):
-    z, y = random_inputs(np.random.default_rng(5), (7,), 5)
+    z, y = random_inputs(np.random.default_rng(5), (B,), K)
     for f in (jaxloss.brier_score, functools.partial(jaxloss.square_loss, k=2.0, m=3.0)):
       chex.assert_trees_all_close(self.variant(jax.vmap(f))(z, y), f(z, y), rtol=1e-12)
 
@@ -148,12 +155,12 @@ def test_no_retrace_for_new_values():
 
   rng = np.random.default_rng(6)
   for _ in range(3):
-    z, y = random_inputs(rng, (4,), 3)
+    z, y = random_inputs(rng, (B,), K)
     loss(jnp.asarray(z), jnp.asarray(y))
 
 
 def test_traced_k_m_match_static():
-  z, y = random_inputs(np.random.default_rng(7), (6,), 4)
+  z, y = random_inputs(np.random.default_rng(7), (B,), K)
   f = jax.jit(lambda z, y, k, m: jaxloss.square_loss(z, y, k=k, m=m))
   chex.assert_trees_all_close(f(z, y, 2.0, 3.0), jaxloss.square_loss(z, y, k=2.0, m=3.0),
                               rtol=1e-12)
@@ -168,32 +175,34 @@ def test_brier_and_square_loss_are_exported():
 
 
 def test_brier_confident_extremes():
-  k = 5
-  y = np.array([0, 3, 4])
+  k = K
+  y = np.array([0, 3, 4, 1])
   right = 1e4 * np.eye(k)[y]
   wrong = 1e4 * np.eye(k)[(y + 1) % k]
   assert np.all(np.asarray(jaxloss.brier_score(right, y)) == 0.0)  # 0 iff perfectly confident
   np.testing.assert_allclose(np.asarray(jaxloss.brier_score(wrong, y)), 2.0, rtol=1e-12)
-  uniform = np.zeros((3, k))
+  uniform = np.zeros((B, k))
   np.testing.assert_allclose(np.asarray(jaxloss.brier_score(uniform, y)), 1 - 1 / k,
                              rtol=1e-12)
 
 
 def test_square_loss_k1_m1_is_mse_against_one_hot():
-  z, y = random_inputs(np.random.default_rng(8), (9,), 6)
-  want = np.mean((z - np.eye(6)[y]) ** 2, axis=-1)
+  z, y = random_inputs(np.random.default_rng(8), (B,), K)
+  want = np.mean((z - np.eye(K)[y]) ** 2, axis=-1)
   chex.assert_trees_all_close(jaxloss.square_loss(z, y), want, rtol=1e-12)
 
 
 @hypothesis.given(
-    z=hnp.arrays(np.float64, st.sampled_from([(1, 1), (3, 4), (5, 7)]),  # few shapes: few compiles
+    z=hnp.arrays(np.float64, st.sampled_from([(1, 1), (B, K)]),  # the file's shapes: few compiles
                  elements=st.floats(-30, 30, allow_nan=False, allow_subnormal=False)),
     data=st.data())
 def test_properties(z, data):
   b, k = z.shape
   y = np.asarray(data.draw(hnp.arrays(np.int64, (b,), elements=st.integers(0, k - 1))))
-  kk = data.draw(st.floats(0.0, 5.0))
-  m = data.draw(st.floats(-5.0, 20.0))
+  # k and m as NumPy scalars are traced (arrays to the jitted API): one program per
+  # shape, not one per drawn value.
+  kk = np.float64(data.draw(st.floats(0.0, 5.0)))
+  m = np.float64(data.draw(st.floats(-5.0, 20.0)))
   brier = np.asarray(jaxloss.brier_score(z, y))
   assert np.all((brier >= 0) & (brier <= 2))
   p = np.asarray(jax.nn.softmax(z))
@@ -222,18 +231,18 @@ def test_properties(z, data):
 ])
 def test_gradients(name, fn):
   rng = np.random.default_rng(9)
-  z, y = random_inputs(rng, (4,), 5)
-  mask = np.ones((4, 5), bool)
+  z, y = random_inputs(rng, (B,), K)
+  mask = np.ones((B, K), bool)
   mask[:, 2] = False
   y = np.where(y == 2, 0, y)
   check_grads(lambda z: fn(z, y, mask), (z,), order=1, modes=("fwd", "rev"))
 
 
 def test_square_loss_gradient_formula():
-  z, y = random_inputs(np.random.default_rng(10), (5,), 4)
+  z, y = random_inputs(np.random.default_rng(10), (B,), K)
   g = jax.grad(lambda z: jaxloss.square_loss(z, y, k=2.0, m=3.0).sum())(z)
-  onehot = np.eye(4)[y]
-  want = np.where(onehot == 1, 2.0 * 2 * (z - 3.0), 2 * z) / 4
+  onehot = np.eye(K)[y]
+  want = np.where(onehot == 1, 2.0 * 2 * (z - 3.0), 2 * z) / K
   np.testing.assert_allclose(np.asarray(g), want, rtol=1e-12)
 
 
@@ -245,14 +254,14 @@ EXTREME_Y = np.array([0, 0, 2])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_extreme_logits(dtype):
   z = jnp.asarray(EXTREME, dtype)
-  for fn, ref, rtol in ((jaxloss.brier_score, np_brier, 1e-6),
-                        (jaxloss.square_loss, np_square, 1e-6)):
-    got = fn(z, EXTREME_Y)
+  cases = ((jaxloss.brier_score, np_brier, 1e-6), (jaxloss.square_loss, np_square, 1e-6))
+  # The values and gradients of the two losses, one jitted program.
+  outputs = jax.jit(lambda z: [(fn(z, EXTREME_Y), jax.grad(lambda z: fn(z, EXTREME_Y).sum())(z))
+                               for fn, _, _ in cases])(z)
+  for (_, ref, rtol), (got, g) in zip(cases, outputs):
     np.testing.assert_allclose(np.asarray(got, np.float64), ref(EXTREME, EXTREME_Y), rtol=rtol)
-    g = jax.grad(lambda z: fn(z, EXTREME_Y).sum())(z)
     assert np.all(np.isfinite(np.asarray(g)))
-  np.testing.assert_allclose(np.asarray(jaxloss.brier_score(z, EXTREME_Y), np.float64),
-                             [0.0, 2.0, 1.5], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(outputs[0][0], np.float64), [0.0, 2.0, 1.5], rtol=1e-6)
 
 
 NEG_INF_Z = np.array([
@@ -271,10 +280,11 @@ FINITE = np.isfinite(NEG_INF_Z)
 ])
 def test_neg_inf_logits_value_grad_jacfwd_finite(name, fn):
   z = jnp.asarray(NEG_INF_Z)
-  value = fn(z)
+  # value and Jacobians, one jitted program
+  value, *jacobians = jax.jit(lambda z: (fn(z), jax.jacrev(fn)(z), jax.jacfwd(fn)(z)))(z)
   assert np.all(np.isfinite(np.asarray(value))), (name, value)
   assert float(value[1]) == 0.0
-  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+  for jac in jacobians:
     assert np.all(np.isfinite(np.asarray(jac))), (name, jac)
   if name == "square+where":
     want = np_square(np.where(FINITE, NEG_INF_Z, 0.0), NEG_INF_Y, FINITE, k=2.0, m=3.0)
@@ -302,35 +312,38 @@ def test_square_loss_unmasked_neg_inf_is_inf():
 def test_low_precision_inputs(dtype, tol):
   """16-bit logits are upcast: the only error left is the rounding of the inputs."""
   rng = np.random.default_rng(11)
-  z, y = random_inputs(rng, (64,), 10)
+  z, y = random_inputs(rng, (B,), K)
   z_low = jnp.asarray(z, dtype)
   z_rounded = np.asarray(z_low, np.float64)
-  for fn, ref in ((jaxloss.brier_score, np_brier), (jaxloss.square_loss, np_square)):
-    got = fn(z_low, y)
+  cases = ((jaxloss.brier_score, np_brier), (jaxloss.square_loss, np_square))
+  # The values and gradients of the two losses, one jitted program.
+  outputs = jax.jit(lambda z: [(fn(z, y), jax.grad(lambda z: fn(z, y).sum())(z))
+                               for fn, _ in cases])(z_low)
+  for (_, ref), (got, g) in zip(cases, outputs):
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got, np.float64), ref(z_rounded, y),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(got, np.float64), ref(z, y), rtol=tol, atol=tol)
-    g = jax.grad(lambda z: fn(z, y).sum())(z_low)
     assert g.dtype == dtype and np.all(np.isfinite(np.asarray(g, np.float32)))
 
 
 def test_output_dtypes():
-  z = np.zeros((2, 3))
-  y = np.array([0, 1])
+  # The output dtype is fixed at trace time: eval_shape traces without compiling.
+  y = np.zeros(B, np.int32)
   for dtype, out in [(jnp.float16, jnp.float32), (jnp.bfloat16, jnp.float32),
                      (jnp.float32, jnp.float32), (jnp.float64, jnp.float64)]:
     for fn in (jaxloss.brier_score, jaxloss.square_loss):
-      assert fn(jnp.asarray(z, dtype), y).dtype == out
+      assert jax.eval_shape(fn, jax.ShapeDtypeStruct((B, K), dtype), y).dtype == out
 
 
 def test_out_of_range_label_is_nan_unchecked():
-  z = np.zeros((3, 4))
+  z = np.zeros((B, K))
+  y = np.array([0, K, -1, 2])
   for fn in (jaxloss.brier_score, jaxloss.square_loss):
-    got = np.asarray(fn(z, np.array([0, 4, -1])))
-    assert np.isfinite(got[0]) and np.isnan(got[1]) and np.isnan(got[2])
-    err, _ = jaxloss.checked(fn)(z, np.array([0, 4, -1]))
-    assert err.get().startswith(f"{fn.__name__}: labels must be in [0, 4)")
+    got = np.asarray(fn(z, y))
+    assert np.isfinite(got[0]) and np.isnan(got[1]) and np.isnan(got[2]) and np.isfinite(got[3])
+    err, _ = jaxloss.checked(fn)(z, y)
+    assert err.get().startswith(f"{fn.__name__}: labels must be in [0, {K})")
 
 
 # ---------------------------------------------------------------- issue 10: NaN rows, shift
@@ -350,22 +363,26 @@ _BAD_Y = np.zeros(4, np.int64)
 def test_nan_or_pos_inf_logit_gives_nan(name, fn):
   """A NaN or +inf in an unmasked class gives exactly NaN; example_mask=False gives
   0; a class mask hides it."""
-  z = jnp.asarray(_BAD_Z)
-  value = np.asarray(fn(z))
-  assert np.all(np.isnan(value[:3])) and np.isfinite(value[3]), (name, value)
-  masked_out = np.asarray(fn(z, example_mask=np.array([False, False, False, True])))
-  assert np.all(masked_out[:3] == 0.0) and masked_out[3] == value[3]
   where = np.array([True, False, True])
-  hidden = np.asarray(fn(z, where=where))
+
+  @jax.jit
+  def outputs(z, z_junk):
+    """Every call of this test, one jitted program."""
+    return (fn(z), fn(z, example_mask=np.array([False, False, False, True])),
+            fn(z, where=where), fn(z_junk, where=where))
+
+  value, masked_out, hidden, junk = (
+      np.asarray(a) for a in outputs(jnp.asarray(_BAD_Z), np.where(where, _BAD_Z, 7.0)))
+  assert np.all(np.isnan(value[:3])) and np.isfinite(value[3]), (name, value)
+  assert np.all(masked_out[:3] == 0.0) and masked_out[3] == value[3]
   assert np.isnan(hidden[0])
-  np.testing.assert_array_equal(
-      hidden[1:], np.asarray(fn(jnp.asarray(np.where(where, _BAD_Z, 7.0)), where=where))[1:])
+  np.testing.assert_array_equal(hidden[1:], junk[1:])
   assert np.all(np.isfinite(hidden[1:]))
 
 
 def _assert_zero_gradient_at_bad_rows(fn):
   z = jnp.asarray(_BAD_Z)
-  for jac in (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)):
+  for jac in jax.jit(lambda z: (jax.jacrev(fn)(z), jax.jacfwd(fn)(z)))(z):  # one program
     jac = np.asarray(jac)
     assert np.all(np.isfinite(jac)) and np.all(jac[:3] == 0.0), jac
 
@@ -397,20 +414,22 @@ def test_brier_shift_invariance_at_1e8_float32():
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("fn", [jaxloss.brier_score, jaxloss.square_loss])
 def test_bad_inputs(fn):
-  z = jnp.zeros((4, 3))
+  # NumPy inputs: every error is raised while tracing, before anything compiles.
+  z = np.zeros((4, 3))
+  y = np.zeros(4, np.int32)
   with pytest.raises(TypeError, match="look like one-hot"):
-    fn(z, jnp.eye(3)[jnp.array([0, 1, 2, 0])])
+    fn(z, np.eye(3)[[0, 1, 2, 0]])
   with pytest.raises(ValueError, match="these look like one-hot targets"):
-    fn(z, jnp.zeros((4, 3), jnp.int32))
+    fn(z, np.zeros((4, 3), np.int32))
   with pytest.raises(TypeError, match="Cast with labels.astype"):
-    fn(z, jnp.zeros(4))
+    fn(z, np.zeros(4))
   with pytest.raises(ValueError, match="does not match logits shape"):
-    fn(z, jnp.zeros(5, jnp.int32))
+    fn(z, np.zeros(5, np.int32))
   with pytest.raises(TypeError, match="floating-point"):
-    fn(jnp.zeros((4, 3), jnp.int32), jnp.zeros(4, jnp.int32))
+    fn(np.zeros((4, 3), np.int32), y)
   with pytest.raises(TypeError, match="boolean"):
-    fn(z, jnp.zeros(4, jnp.int32), where=jnp.ones((4, 3)))
+    fn(z, y, where=np.ones((4, 3)))
   with pytest.raises(ValueError, match="axis=2 is out of range"):
-    fn(z, jnp.zeros(4, jnp.int32), axis=2)
+    fn(z, y, axis=2)
   with pytest.raises(ValueError, match="scalar"):
     fn(jnp.float32(1.0), jnp.int32(0))
