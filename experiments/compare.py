@@ -310,14 +310,6 @@ def summarize_selected(outcome: harness.Outcome) -> dict[str, Any]:
   return row
 
 
-def holm_across(comparisons: Sequence[stats.Comparison], margin: float) -> list[stats.Comparison]:
-  """`comparisons` (made in families of equal seed counts) Holm-adjusted together, as one
-  family: the p-values and verdicts of every comparison of the experiment."""
-  adjusted = stats.holm([c.p_value for c in comparisons]) if comparisons else []
-  return [dataclasses.replace(c, p_holm=p, verdict=stats.verdict(c.interval, p, margin=margin))
-          for c, p in zip(comparisons, adjusted)]
-
-
 def selected_pairs(losses: Sequence[str]) -> list[tuple[str, str]]:
   """Each loss vs cross-entropy, then each control vs sigmoid-difference (those present)."""
   pairs = [(n, REFERENCE) for n in losses if n != REFERENCE and REFERENCE in losses]
@@ -434,10 +426,10 @@ def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Repo
   names = list(head)
   head_pairs = [(names[0], other) for other in names[1:]] if len(s.seeds) > 1 else []
   sel_pairs = selected_pairs(list(chosen)) if len(s.selected_seeds) > 1 else []
-  comps = holm_across(
-      (harness.compare(head, head_pairs, margin=s.margin) if head_pairs else [])
-      + (harness.compare(chosen, sel_pairs, margin=s.margin) if sel_pairs else []), s.margin)
-  head_comps, sel_comps = comps[:len(head_pairs)], comps[len(head_pairs):]
+  head_comps, sel_comps = stats.holm_family(
+      harness.compare(head, head_pairs, margin=s.margin) if head_pairs else [],
+      harness.compare(chosen, sel_pairs, margin=s.margin) if sel_pairs else [])
+  comps = head_comps + sel_comps
   verdict = "; ".join(f"{r['loss']} ends at {_fmt(r['final_acc_mean'], r['final_acc_std'])}% "
                       f"test accuracy" for r in rows) + f" after {s.epochs} epochs."
   headline = ", ".join(f"{r['loss']} {r['final_acc_mean']:.2f}%" for r in rows) + \

@@ -222,16 +222,9 @@ def arm_rows(outcomes: Mapping[str, harness.Outcome]) -> list[dict[str, Any]]:
   return out
 
 
-def holm_family(comparisons: Sequence[stats.Comparison]) -> list[stats.Comparison]:
-  """Holm's correction across all of the experiment's comparisons, verdicts redone with it."""
-  adjusted = stats.holm([c.p_value for c in comparisons]) if comparisons else []
-  return [dataclasses.replace(c, p_holm=p, verdict=stats.verdict(c.interval, p, margin=c.margin))
-          for c, p in zip(comparisons, adjusted)]
-
-
 def comparisons(s: Settings,
                 outcomes: Mapping[str, harness.Outcome]) -> dict[str, list[stats.Comparison]]:
-  """The verdicts, by kind, over the arms that were trained; one Holm family (`holm_family`).
+  """The verdicts, by kind, over the arms that were trained, Holm-adjusted as one family.
 
   ``"book"``: BCE vs mnist_loss per model at the book's rates (the main loader); ``"own"``:
   the same at each loss's own selected rate; ``"loader"``: mnist_loss with the book's loader
@@ -250,8 +243,7 @@ def comparisons(s: Settings,
     if all(np.isfinite(v).all() for v in acc.values()):
       early += stats.compare_pairs(acc, [tuple(acc)], test="paired-t", margin=s.margin)
   out["loader"] = early + out["loader"]
-  flat = holm_family([c for v in out.values() for c in v])
-  return {k: [flat.pop(0) for _ in v] for k, v in out.items()}
+  return dict(zip(out, stats.holm_family(*out.values())))
 
 
 def _label(row: Mapping[str, Any]) -> str:

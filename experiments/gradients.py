@@ -5,13 +5,14 @@
 (b) MNIST training with cross-entropy, sigmoid-difference and sigmoid BCE; per epoch, on a
 fixed probe of TRAINING images put before each held-out split (labels + K there): the norms
 ``||dl_i/dz_i||`` on all and on misclassified probe images, the share below ``--tiny``.
-(c) Interventions (`interventions`; ``--no-interventions`` skips them): the selected
-cross-entropy and sigmoid-difference points are trained once more with their final parameters
-kept (``ce-source``, ``sd-source``: the harness keeps none), then each is trained on with the
-OTHER loss, seed s from seed s: ``sd-from-ce`` (does sigmoid-difference keep a trained model's
-accuracy?) and ``ce-from-sd`` (does cross-entropy recover a collapsed model, how fast?). A
-continued run is its loss's from-scratch run with another start: a fresh Adam state, the same
-``--epochs`` of cosine decay, the rate that loss selected for itself in (b), the same batches.
+(c) Interventions (two more variants, `ARMS`; ``--no-interventions`` skips them): the
+selected cross-entropy and sigmoid-difference models of (b) (``ce-source``, ``sd-source``;
+their variants keep their final parameters) are each trained on with the OTHER loss, seed s
+from seed s: ``sd-from-ce`` (does sigmoid-difference keep a trained model's accuracy?) and
+``ce-from-sd`` (does cross-entropy recover a collapsed model, how fast?). A continued run is
+its loss's run of (b) with another start (`harness.Variant.start_from`): a fresh Adam state,
+the same ``--epochs`` of cosine decay, the rate that loss selected for itself in (b)
+(`harness.Variant.rate_from`), the same batches.
 Verdicts, one Holm family: cross-entropy vs each other loss on test accuracy
 (`harness.compare`), on the log10 ratio of mean norms on misclassified probe images (paired t
 over seeds), and the interventions (`INTERVENTION_PAIRS`). Also writes analytic.json/.png and
@@ -26,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from experiments import cli, harness, outputs, plots, protocol, runs, stats
+from experiments import cli, harness, outputs, plots, stats
 
 K = 10
 LOSSES = ("softmax_cross_entropy", "sigmoid_difference", "sigmoid_binary_cross_entropy")
@@ -34,6 +35,7 @@ MARGINS = (-5.0, -2.0, 0.0, 2.0, 5.0)  # the analytic values in summary.json
 GRID = tuple(np.linspace(-10.0, 10.0, 401).tolist())  # the analytic curves' margins
 NORM_MARGIN = 0.1  # decades: gradient-norm ratios within x1.26 count as equivalent
 # Intervention arms: name -> (the loss it trains, its source arm: None for a fresh init).
+# A source is (b)'s variant of its loss; the other two are variants of their own.
 ARMS = {"ce-source": ("softmax_cross_entropy", None), "sd-source": ("sigmoid_difference", None),
         "sd-from-ce": ("sigmoid_difference", "ce-source"),
         "ce-from-sd": ("softmax_cross_entropy", "sd-source")}
@@ -42,7 +44,6 @@ INTERVENTION_PAIRS = (("sd-from-ce", "ce-source", "final"), ("sd-from-ce", "sd-s
                       ("ce-from-sd", "ce-source", "final"), ("ce-from-sd", "ce-source", "epoch1"))
 LEVELS = (97.0, 98.0)  # accuracy levels (%) of "epochs to"
 EPOCH1 = "after epoch 1"  # the arm names of an epoch-1 comparison: "ce-from-sd after epoch 1"
-_SPLITS: dict = {}  # settings -> their splits, for the interventions (see `report`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +108,7 @@ def splits(s: Settings, mnist) -> dict[str, harness.Splits]:
     return None if heldout is None else (
         np.concatenate([images[idx], np.asarray(heldout[0])]),
         np.concatenate([labels[idx], np.asarray(heldout[1]) + K]).astype(np.int32))
-  out = harness.Splits(base.train, with_probe(base.val), with_probe(base.test))
-  _SPLITS[s] = out  # read back by `report` for the interventions (a harness gives it no data)
-  return {"mnist": out}
+  return {"mnist": harness.Splits(base.train, with_probe(base.val), with_probe(base.test))}
 
 
 def make_eval_fn(spec, tiny: float = 1e-3):
@@ -135,12 +134,23 @@ def make_eval_fn(spec, tiny: float = 1e-3):
 
 
 def variants(s: Settings) -> list[harness.Variant]:
+  """(b): one variant per loss of `LOSSES`; then (c)'s continued arms (`ARMS`)."""
   import jaxloss  # pylint: disable=import-outside-toplevel
   facts, n = {"probe_size": s.probe_size, "probe_seed": s.probe_seed, "tiny": s.tiny}, s.probe_size
-  return [harness.Variant(  # test_fn: "correct" of the held-out part only, [N - probe_size]
+  sources = {loss: arm for arm, (loss, source) in ARMS.items() if source is None}
+  out = [harness.Variant(  # test_fn: "correct" of the held-out part only, [N - probe_size]
       spec.name, spec.loss_from_labels, spec.predict, make_eval_fn(spec, s.tiny),
       lambda z_NxK, y_N, spec=spec: {"correct": spec.predict(z_NxK[n:]) == y_N[n:] - K},
-      train={"hidden": s.hidden}, describe=facts) for spec in map(jaxloss.get, LOSSES)]
+      train={"hidden": s.hidden}, describe=facts,
+      keep_final=spec.name in sources and not s.no_interventions)
+      for spec in map(jaxloss.get, LOSSES)]
+  if s.no_interventions:
+    return out
+  by_loss = {v.name: v for v in out}
+  return out + [dataclasses.replace(
+      by_loss[loss], name=arm, keep_final=False, start_from=ARMS[source][0], rate_from=loss,
+      describe={**facts, "loss": loss, "arm_of": "(c)"})
+      for arm, (loss, source) in ARMS.items() if source is not None]
 
 
 def finite_mean(x, axis=None):
@@ -225,47 +235,6 @@ def plot_training(outcomes: Mapping[str, harness.Outcome], s: Settings, path: st
   plots.save(fig, path)
 
 
-def interventions(s: Settings, outcomes: Mapping[str, harness.Outcome],
-                  split: harness.Splits) -> dict[str, harness.Outcome]:
-  """Trains (or reads back) the arms of `ARMS`, in order, on the splits of (b).
-
-  Each arm is its loss's run of (b) at the rate that loss selected there (`outcomes`), on
-  the same seeds, batches and schedule: a source keeps its final parameters
-  (``RunSpec.keep_final``); a continued arm starts each seed from its source's same seed
-  (``RunSpec.init_params``, whose digest retrains it when the source changes) with a fresh
-  Adam state. Nothing is selected on these runs: one rate each, fixed by (b).
-  """
-  from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
-
-  by_loss = {v.name: v for v in variants(s)}
-  out: dict[str, harness.Outcome] = {}
-  for name, (loss, source) in ARMS.items():
-    variant, rate = by_loss[loss], outcomes[loss].selected.lr
-    init = None if source is None else out[source].selected.result.final_params
-    config = jt.TrainConfig(**{"learning_rate": rate, "epochs": s.epochs,
-                               "batch_size": s.batch_size, **variant.train})
-    describe = {"variant": name, **variant.describe, "loss": loss,
-                "starts_from": source or "fresh init", "rate": f"selected by {loss} in (b)",
-                "eval": "validation" if split.val is not None else "test",
-                "train_examples": int(np.shape(split.train[1])[0])}
-
-    def make_spec(tag, learning_rates, loss_params, name=name, variant=variant, config=config,
-                  describe=describe, init=init, source=source):
-      return runs.RunSpec(f"{name}-{tag}", config, variant.loss_fn, variant.predict_fn,
-                          variant.eval_fn, tuple(s.seeds), describe, learning_rates, loss_params,
-                          variant.test_fn, keep_final=source is None, init_params=init)
-
-    if outputs.is_writer():
-      print(f"gradients (c): {name}, {loss} from {source or 'a fresh init'} at lr {rate:g}",
-            flush=True)
-    selected = protocol.select_and_test(
-        make_spec, (rate,), train=split.train, val=split.val, test=split.test, out_dir=s.out,
-        metric=variant.metric, say=print)[()]
-    out[name] = harness.Outcome(dataclasses.replace(variant, name=name, describe=describe),
-                                selected)
-  return out
-
-
 def epochs_to(acc_ExS, level: float) -> list[int | None]:
   """Per seed, the first epoch (1-based) with accuracy ``>= level`` (None: never)."""
   acc_ExS = np.asarray(acc_ExS, np.float64)
@@ -300,7 +269,7 @@ def arm_row(name: str, o: harness.Outcome, start: harness.Outcome | None) -> dic
 
 def intervention_comparisons(arms: Mapping[str, harness.Outcome],
                              margin: float) -> list[stats.Comparison]:
-  """`INTERVENTION_PAIRS`, each in its own call (Holm comes in `holm_family`): final test
+  """`INTERVENTION_PAIRS`, each in its own call (Holm comes in `stats.holm_family`): final test
   accuracy by `harness.compare`, epoch-1 evaluation accuracy by a paired t test (its arms
   named ``"NAME after epoch 1"``; left out when a seed has no finite value there)."""
   out = []
@@ -313,16 +282,6 @@ def intervention_comparisons(arms: Mapping[str, harness.Outcome],
     if all(np.isfinite(v).all() for v in acc.values()):
       out += stats.compare_pairs(acc, [tuple(acc)], test="paired-t", margin=margin)
   return out
-
-
-def holm_family(groups: Sequence[Sequence[stats.Comparison]]) -> list[list[stats.Comparison]]:
-  """The groups with Holm's correction across ALL their comparisons (the experiment's family)
-  and the verdicts redone with it (`stats.verdict`, each at its own margin)."""
-  flat = [c for group in groups for c in group]
-  adjusted = iter(stats.holm([c.p_value for c in flat]) if flat else [])
-  return [[dataclasses.replace(c, p_holm=(p := next(adjusted)),
-                               verdict=stats.verdict(c.interval, p, margin=c.margin))
-           for c in group] for group in groups]
 
 
 def _norm_words(c: stats.Comparison) -> stats.Comparison:
@@ -344,17 +303,11 @@ def _table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
 
 
 def report(s: Settings, outcomes: Mapping[str, harness.Outcome]) -> harness.Report:
-  """(c) trained here, after the harness's variants (see `interventions`), then `build_report`.
-
-  The splits come from `splits` (cached for these settings), else MNIST is loaded again."""
-  arms: dict[str, harness.Outcome] = {}
-  split = _SPLITS.pop(s, None)
-  if not s.no_interventions:
-    if split is None:
-      split = splits(s, harness.load(s))["mnist"]
-      _SPLITS.pop(s, None)
-    arms = interventions(s, outcomes, split)
-  return build_report(s, outcomes, arms)
+  """`build_report` with (b)'s outcomes and (c)'s arms (its sources are (b)'s outcomes)."""
+  trained = {name: o for name, o in outcomes.items() if name in LOSSES}
+  arms = {} if s.no_interventions else {
+      arm: outcomes[arm if source else loss] for arm, (loss, source) in ARMS.items()}
+  return build_report(s, trained, arms)
 
 
 def build_report(s: Settings, outcomes: Mapping[str, harness.Outcome],
@@ -370,9 +323,9 @@ def build_report(s: Settings, outcomes: Mapping[str, harness.Outcome],
                       for j, m in enumerate(MARGINS)} for i, conv in enumerate("AB")}
         for name, c in curves.items()}
   rows = [summarize(name, o) for name, o in outcomes.items()]
-  comps, norm_comps, inter = holm_family([
+  comps, norm_comps, inter = stats.holm_family(
       harness.compare(outcomes, [(trained[0], o) for o in trained[1:]], margin=s.margin),
-      norm_contrasts(rows), intervention_comparisons(arms, s.margin) if arms else []])
+      norm_contrasts(rows), intervention_comparisons(arms, s.margin) if arms else [])
   family = len(comps) + len(norm_comps) + len(inter)
   norms = [(c, f"x{10 ** c.interval.mean:.3g} (95% CI {10 ** c.interval.low:.3g} to "
             f"{10 ** c.interval.high:.3g}") for c in map(_norm_words, norm_comps)]
@@ -446,10 +399,9 @@ def _intervention_markdown(s: Settings, arm_rows, inter) -> list[str]:
            "the test split (no validation split; epoch 0: the source's final models)")
   return [
       f"**(c) Interventions** (training.png, last panel). Does sigmoid-difference keep the "
-      f"accuracy of a trained model, and does cross-entropy recover a collapsed one? The selected "
-      f"cross-entropy and sigmoid-difference points of (b) are trained once more with their "
-      f"final parameters kept (ce-source, sd-source; same seeds, data, rate and schedule as in "
-      f"(b)), then seed s of each is trained on with the other loss (sd-from-ce, ce-from-sd). "
+      f"accuracy of a trained model, and does cross-entropy recover a collapsed one? Seed s "
+      f"of the selected cross-entropy and sigmoid-difference models of (b) (ce-source, "
+      f"sd-source) is trained on with the other loss (sd-from-ce, ce-from-sd). "
       f"A continued run is its loss's run of (b) with another start: a NEW Adam state (the "
       f"source's moments belong to the other loss's gradients, and its cosine schedule has "
       f"decayed to 0), {s.epochs} epochs of the same cosine decay, the same batches, and the "

@@ -88,6 +88,14 @@ class Variant:
       the end, with the same functions (``"val"``, ``"train"``); read them with
       `Outcome.on`. E.g. ``("val",)`` to fit a temperature or thresholds on validation.
     describe: JSON-ready facts about it for ``summary.json``.
+    keep_final: keep its models' final parameters (``final_params.npz``), e.g. for a later
+      variant's `start_from`.
+    start_from: the name of an earlier variant of the experiment (with `keep_final`, the
+      same seeds and network, no sweep) whose selected models start this one's, seed s from
+      seed s, with a fresh optimizer state (`runs.RunSpec.init_params`); None: each seed's
+      fresh initialization.
+    rate_from: the name of an earlier variant (no sweep) whose selected rate this one
+      trains at: one rate, nothing selected. None: its own `rates`.
   """
 
   name: str
@@ -104,6 +112,9 @@ class Variant:
   metric: str = "test_accuracy"
   final_splits: tuple[str, ...] = ()
   describe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  keep_final: bool = False
+  start_from: str | None = None
+  rate_from: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,12 +321,37 @@ def load(settings):
   return mnist
 
 
-def _config(variant: Variant, settings):
+def _config(variant: Variant, settings, rates: Sequence[float] | None = None):
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
 
-  return jt.TrainConfig(**{"learning_rate": (variant.rates or settings.lrs)[0],
+  return jt.TrainConfig(**{"learning_rate": (rates or variant.rates or settings.lrs)[0],
                            "epochs": settings.epochs, "batch_size": settings.batch_size,
                            **variant.train})
+
+
+def _dependency_problems(variants: Sequence[Variant], settings) -> list[str]:
+  """What is wrong with the variants' `start_from` and `rate_from` (before any training)."""
+  problems, before = [], {}
+  for v in variants:
+    for field in ("start_from", "rate_from"):
+      source = before.get(name := getattr(v, field))
+      if name is None:
+        continue
+      if source is None:
+        problems.append(f"{v.name}: {field} {name!r} is not an earlier variant")
+      elif source.sweep:
+        problems.append(f"{v.name}: {field} {name!r} sweeps {', '.join(source.sweep)}")
+    if (source := before.get(v.start_from)) is not None:
+      if not source.keep_final:
+        problems.append(f"{v.name}: start_from {source.name!r} keeps no final parameters "
+                        "(keep_final)")
+      if tuple(source.seeds or settings.seeds) != tuple(v.seeds or settings.seeds):
+        problems.append(f"{v.name}: start_from {source.name!r} has other seeds")
+      a, b = _config(source, settings), _config(v, settings)
+      if (a.hidden, a.num_classes) != (b.hidden, b.num_classes) or source.data != v.data:
+        problems.append(f"{v.name}: start_from {source.name!r} has another network or data")
+    before[v.name] = v
+  return problems
 
 
 def _final_splits_problem(variant: Variant, splits: Splits) -> str | None:
@@ -327,21 +363,32 @@ def _final_splits_problem(variant: Variant, splits: Splits) -> str | None:
   return None
 
 
-def _run_variant(variant: Variant, settings, splits: Splits, bar) -> dict[str, Outcome]:
-  config = _config(variant, settings)
+def _dependencies(variant: Variant) -> dict[str, str]:
+  return {k: v for k, v in (("starts_from", variant.start_from),
+                            ("rate_from", variant.rate_from)) if v}
+
+
+def _run_variant(variant: Variant, settings, splits: Splits, bar,
+                 before: Mapping[str, Outcome]) -> dict[str, Outcome]:
+  """`variant`'s protocol; `before`: the outcomes of the earlier variants (`start_from`)."""
+  rates = (before[variant.rate_from].selected.lr,) if variant.rate_from else (
+      variant.rates or settings.lrs)
+  init = before[variant.start_from].selected.result.final_params if variant.start_from else None
+  config = _config(variant, settings, rates)
 
   def make_spec(tag, learning_rates, loss_params):
-    describe = {"variant": variant.name, **variant.describe,
+    describe = {"variant": variant.name, **variant.describe, **_dependencies(variant),
                 "eval": "validation" if splits.val is not None else "test",
                 "train_examples": int(np.shape(splits.train[1])[0])}
     return runs.RunSpec(f"{variant.name}-{tag}", config, variant.loss_fn, variant.predict_fn,
                         variant.eval_fn, tuple(variant.seeds or settings.seeds), describe,
-                        learning_rates, loss_params, variant.test_fn)
+                        learning_rates, loss_params, variant.test_fn,
+                        keep_final=variant.keep_final, init_params=init)
 
   pairs = {"val": splits.val, "train": splits.train}
   bar.set_postfix_str(variant.name)
   selected = protocol.select_and_test(
-      make_spec, variant.rates or settings.lrs, params=variant.params, sweep=variant.sweep,
+      make_spec, rates, params=variant.params, sweep=variant.sweep,
       train=splits.train, val=splits.val, test=splits.test, out_dir=settings.out,
       metric=variant.metric, also={k: pairs[k] for k in variant.final_splits} or None,
       bar=bar, say=bar.write)
@@ -470,7 +517,8 @@ def plan(experiment: Experiment, settings, mnist) -> list[Cost]:
     steps = (config.steps_per_epoch(n_train) if hasattr(config, "steps_per_epoch")
              else n_train // config.batch_size)
     combos = int(np.prod([len(x) for x in (*v.params.values(), *v.sweep.values())]))
-    rates, seeds = v.rates or settings.lrs, v.seeds or settings.seeds
+    rates = (None,) if v.rate_from else v.rates or settings.lrs  # rate_from: one, not known yet
+    seeds = v.seeds or settings.seeds
     selects = split.val is not None and len(rates) > 1
     evaluated = split.val if split.val is not None else split.test
     final = int(np.shape(split.test[1])[0]) + sum(
@@ -539,6 +587,8 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
   prog = f"python -m experiments.{experiment.name}"
   settings = settings_of(experiment, argv)
   variants = _variants(experiment, settings)
+  if problems := _dependency_problems(variants, settings):
+    _refuse("; ".join(problems))
   _check_out(settings)
   t_start = time.perf_counter()
   if settings.quick:
@@ -563,7 +613,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
   with outputs.progress(total, experiment.name, disable=settings.no_progress) as bar:
     for variant in variants:
       try:
-        found = _run_variant(variant, settings, splits[variant.data], bar)
+        found = _run_variant(variant, settings, splits[variant.data], bar, outcomes)
       except runs.RunMismatchError as err:
         _refuse(str(err))
       outcomes.update(found)
@@ -574,14 +624,18 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
           json.dumps(outputs.json_ready(r)) + "\n" for r in rows))
 
   report = experiment.report(settings, outcomes)
+  # Every run's training and evaluation time, in whichever invocations trained it.
+  run_seconds = {r.run_id: r.wall_seconds for o in outcomes.values() for r in o.selected.results}
   summary = {"experiment": experiment.name, "title": experiment.title,
              "verdict": report.verdict, "headline": report.headline or report.verdict,
              "settings": _settings_record(settings),
              "variants": {n: {"selected": o.selected.point, "extended": o.selected.extended,
                               "selection": o.selected.table,
                               "test": {k: v for k, v in o.test.items() if np.ndim(v) == 1},
-                              **o.variant.describe} for n, o in outcomes.items()},
-             **report.summary, "wall_seconds": time.perf_counter() - t_start}
+                              **o.variant.describe, **_dependencies(o.variant)}
+                          for n, o in outcomes.items()},
+             **report.summary, "train_seconds": float(sum(run_seconds.values())),
+             "wall_seconds": time.perf_counter() - t_start}
   table = _summary_rows(outcomes)
   markdown = f"## {experiment.title}\n\n**Verdict.** {report.verdict}\n\n{report.markdown}\n"
   if selected := {n: o for n, o in outcomes.items() if splits[o.variant.data].val is not None}:

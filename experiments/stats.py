@@ -229,6 +229,19 @@ class Comparison:
             f"{i.low:+.2f} to {i.high:+.2f}), {p}: {self.verdict}.")
 
 
+def holm_family(*groups: Sequence[Comparison]) -> list[list[Comparison]]:
+  """The comparisons of all `groups` Holm-adjusted together, as one family (an experiment's
+  comparisons are often made in several calls), with each verdict redone at its own margin.
+
+  Returns the groups in their order and shapes: ``a, b = holm_family(first, second)``.
+  """
+  flat = [c for group in groups for c in group]
+  adjusted = iter(holm([c.p_value for c in flat]))
+  return [[dataclasses.replace(c, p_holm=(p := next(adjusted)),
+                               verdict=verdict(c.interval, p, margin=c.margin))
+           for c in group] for group in groups]
+
+
 def compare_pairs(accuracy: Mapping[str, Sequence[float]], pairs: Sequence[tuple[str, str]], *,
                   correct: Mapping[str, np.ndarray] | None = None, test: str = "mcnemar",
                   margin: float = 0.15, alpha: float = 0.05, confidence: float = 0.95,

@@ -41,6 +41,7 @@ def fake_harness_main(calls, tmp_path):
     (out / "summary.md").write_text(f"## Question of {name}?\n\n**Verdict.** Long.\n\n"
                                     "![curves](curves.png)\n")
     return {"verdict": "Long.", "headline": f"{name} says yes.", "wall_seconds": 12.0,
+            "train_seconds": 30.0,  # its runs' time, in all invocations
             "title": f"Question of {name}?"}
 
   return main
@@ -64,15 +65,16 @@ def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   text = report.read_text()
   assert "QUICK MODE" in text
   # 25 x 4 x 50000 x 6e6 FLOPs x 1e-11 s + 3 s = 303 s a run; 2 x 2 extensions of 63 s.
-  assert "against an estimate before the start of about 10 min, up to 14 min with grid " \
+  assert "Training took 1.0 min in all" in text
+  assert "against an estimate before its start of about 10 min, up to 14 min with grid " \
          "extensions (the suite's defaults are cut to fit 180 min" in text
-  assert "| `python -m experiments.zoo` | Question of zoo? | zoo says yes. | 0.2 min (5) |" in text
+  assert "| `python -m experiments.zoo` | Question of zoo? | zoo says yes. | 0.5 min (5) |" in text
   assert "![curves](report/zoo/curves.png)" in text
   assert "![curves](report/open_set/curves.png)" in text
   assert (tmp_path / "rep" / "report" / "zoo" / "curves.png").read_bytes().startswith(b"\x89PNG")
   assert [s["name"] for s in result["sections"]] == ["zoo", "open_set"]
   saved = json.loads((tmp_path / "out" / "all.json").read_text())
-  assert saved["sections"][0]["seconds"] == 12.0
+  assert saved["sections"][0]["seconds"] == 30.0
   assert saved["estimate"][0]["minutes"] == pytest.approx(303 / 60)
   assert saved["seconds_per_flop"] == 1e-11 and saved["compile_seconds"] == 3.0
 

@@ -78,7 +78,7 @@ def _selected(mae, bsd):
       _fake_selected("balanced_sigmoid_difference", bsd))}
 
 
-def test_selected_pairs_and_holm_across_families():
+def test_selected_pairs():
   assert compare.selected_pairs(list(compare.SELECTED_LOSSES)) == [
       ("sigmoid_difference", "softmax_cross_entropy"),
       ("softmax_absolute_error", "softmax_cross_entropy"),
@@ -86,12 +86,6 @@ def test_selected_pairs_and_holm_across_families():
       ("softmax_absolute_error", "sigmoid_difference"),
       ("balanced_sigmoid_difference", "sigmoid_difference")]
   assert compare.selected_pairs(["balanced_sigmoid_difference"]) == []
-  family = stats.compare_pairs({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.1]}, [("a", "b")])
-  other = stats.compare_pairs({"c": [5.0, 5.1], "d": [0.0, 0.0]}, [("c", "d")])
-  both = compare.holm_across(family + other, margin=0.15)
-  assert [c.p_holm for c in both] == pytest.approx(stats.holm([family[0].p_value,
-                                                               other[0].p_value]))
-  assert all(c.verdict == stats.verdict(c.interval, c.p_holm) for c in both)
 
 
 @pytest.mark.parametrize("mae, bsd, words", [
@@ -103,8 +97,8 @@ def test_selected_pairs_and_holm_across_families():
 def test_explain_reads_the_controls(mae, bsd, words):
   outcomes = _selected([mae] * 5, [bsd] * 5)
   by_loss = {o.variant.describe["loss"]: o for o in outcomes.values()}
-  comps = compare.holm_across(harness.compare(
-      by_loss, compare.selected_pairs(list(by_loss)), margin=0.15), 0.15)
+  (comps,) = stats.holm_family(harness.compare(
+      by_loss, compare.selected_pairs(list(by_loss)), margin=0.15))
   acc = {n: float(np.mean(o.accuracy())) for n, o in by_loss.items()}
   claims, short = compare.explain(acc, {(c.a, c.b): c for c in comps})
   text = "; ".join(claims)

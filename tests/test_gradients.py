@@ -111,9 +111,29 @@ def test_eval_fn_without_mistakes_gives_nan_and_test_fn_scores_heldout_only():
   assert math.isnan(float(out["probe_wrong_tiny_share"]))
   assert float(out["test_accuracy"]) == 0.5
   variants = gradients.variants(gradients.Settings(probe_size=2))
-  assert [v.name for v in variants] == list(TRAINED)
+  assert [v.name for v in variants] == [*TRAINED, "sd-from-ce", "ce-from-sd"]
   correct = jax.jit(variants[0].test_fn)(logits, labels)["correct"]
   assert correct.tolist() == [True, False]  # shape [N_heldout]: what harness.compare pairs
+
+
+def test_interventions_are_variants_that_continue_from_b(tmp_path):
+  ce, sd, bce, sd_from_ce, ce_from_sd = gradients.variants(gradients.Settings())
+  assert (ce.keep_final, sd.keep_final, bce.keep_final) == (True, True, False)
+  assert (sd_from_ce.start_from, sd_from_ce.rate_from) == (ce.name, sd.name)
+  assert (ce_from_sd.start_from, ce_from_sd.rate_from) == (sd.name, ce.name)
+  assert sd_from_ce.loss_fn is sd.loss_fn and ce_from_sd.eval_fn is ce.eval_fn
+  assert not sd_from_ce.keep_final and sd_from_ce.train == ce.train
+  assert harness._dependency_problems([ce, sd, bce, sd_from_ce, ce_from_sd],
+                                      gradients.Settings()) == []
+  plain = gradients.variants(gradients.Settings(no_interventions=True))
+  assert [(v.name, v.keep_final) for v in plain] == [(n, False) for n in TRAINED]
+  # The report takes (b)'s selected models as the sources, the variants (c) as the rest.
+  outcomes = {**_outcomes(), **{n: o for n, o in _arms().items() if "from" in n}}
+  got = gradients.report(gradients.Settings(out=str(tmp_path)), outcomes)
+  arms = {r["arm"]: r for r in got.summary["interventions"]["arms"]}
+  assert list(arms) == list(gradients.ARMS) and [r["loss"] for r in got.summary["rows"]] == \
+      list(TRAINED)
+  assert arms["ce-source"]["test_acc_mean"] == got.summary["rows"][0]["test_acc_mean"]
 
 
 @pytest.mark.parametrize("val_size", [0, 4])
@@ -245,17 +265,10 @@ def test_report_verdicts_and_summary_fields(tmp_path):
   assert "interventions" not in plain.verdict and len(plain.headline.split()) <= 40
 
 
-def test_epochs_to_and_holm_family():
+def test_epochs_to():
   acc = np.array([[96.0, 97.5, np.nan], [97.0, 96.0, 99.0]])
   assert gradients.epochs_to(acc, 97.0) == [2, 1, 2]
   assert gradients.epochs_to(acc, 99.5) == [None, None, None]
-  a = stats.compare_pairs({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.0]}, [("a", "b")],
-                          test="paired-t")
-  c = stats.compare_pairs({"c": [5.0, 5.1, 5.2], "d": [0.0, 0.0, 0.0]}, [("c", "d")],
-                          test="paired-t")
-  (a2,), (c2,) = gradients.holm_family([a, c])
-  assert [a2.p_holm, c2.p_holm] == stats.holm([a[0].p_value, c[0].p_value])
-  assert a2.verdict == "inconclusive" and c2.verdict == "better"  # a: p 0.074 alone, x2 here
 
 
 def test_norm_contrasts_need_finite_values():
@@ -291,8 +304,9 @@ def test_cli_end_to_end_quick_and_read_back(tmp_path, capsys):
       "config.json", "metrics.jsonl", "summary.json", "summary.md", "summary.csv",
       "analytic.json", "analytic.png", "training.png"}
   rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-  assert len(rows) == 3 * 2 * 1  # losses x seeds x epochs
-  assert {r["variant"] for r in rows} == set(TRAINED) and {r["split"] for r in rows} == {"test"}
+  assert len(rows) == 5 * 2 * 1  # (b)'s 3 losses and (c)'s 2 arms x seeds x epochs
+  assert {r["variant"] for r in rows} == {*TRAINED, "sd-from-ce", "ce-from-sd"}
+  assert {r["split"] for r in rows} == {"test"}
   for r in rows:
     assert 0.0 <= r["test_accuracy"] <= 1.0 and r["probe_grad_norm_mean"] > 0
 
@@ -313,19 +327,17 @@ def test_cli_end_to_end_quick_and_read_back(tmp_path, capsys):
   # (c): the sources keep their final parameters, each continued arm starts from its source's.
   arms = {r["arm"]: r for r in saved["interventions"]["arms"]}
   assert list(arms) == list(gradients.ARMS) and saved["holm_family"] == 8
-  for name in ("ce-source", "sd-source"):
-    assert (out / "runs" / f"{name}-grid" / "final_params.npz").exists()
-    (row,) = [r for r in saved["rows"] if r["loss"] == gradients.ARMS[name][0]]
-    assert arms[name]["lr"] == row["lr"]  # the rate the loss selected in (b)
-    # Quick: (b) trains the same plain run, so the source is (b)'s model again.
-    assert arms[name]["test_acc_mean"] == pytest.approx(row["test_acc_mean"], rel=1e-6)
   for name, (loss, source) in gradients.ARMS.items():
+    (row,) = [r for r in saved["rows"] if r["loss"] == loss]
+    assert arms[name]["lr"] == row["lr"]  # the rate the loss selected in (b)
+    if source is None:  # (b)'s own models, kept
+      assert (out / "runs" / f"{loss}-grid" / "final_params.npz").exists()
+      assert arms[name]["test_acc_mean"] == row["test_acc_mean"]
+      continue
     stored = json.loads((out / "runs" / f"{name}-grid" / "run.json").read_text())
-    assert stored["describe"]["loss"] == loss
-    assert (stored.get("init_params") == "given") == (source is not None)
-    if source is not None:
-      assert arms[name]["start_acc"] == pytest.approx(arms[source]["final_acc"])
-      assert stored["describe"]["starts_from"] == source
+    assert stored["describe"]["loss"] == loss and stored["init_params"] == "given"
+    assert stored["describe"]["starts_from"] == gradients.ARMS[source][0]
+    assert arms[name]["start_acc"] == pytest.approx(arms[source]["final_acc"])
 
   again = gradients.main(argv)  # finished runs are read back, not retrained
   assert again["variants"] == summary["variants"] and again["rows"] == summary["rows"]

@@ -327,6 +327,26 @@ def test_compare_pairs_without_correct_uses_paired_t():
   assert stats.compare_pairs(accuracy, []) == []
 
 
+def test_holm_family_adjusts_groups_together_at_their_own_margins():
+  a = stats.compare_pairs({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.0]}, [("a", "b")])
+  c = stats.compare_pairs({"c": [5.0, 5.1, 5.2], "d": [0.0, 0.0, 0.0]}, [("c", "d")],
+                          margin=0.5)
+  assert a[0].verdict == "inconclusive" and a[0].p_value < 0.1  # p 0.074 alone
+  (a2,), (), (c2,) = stats.holm_family(a, [], c)
+  assert [a2.p_holm, c2.p_holm] == stats.holm([a[0].p_value, c[0].p_value])
+  assert (a2.p_holm, c2.p_holm) == (a[0].p_value, 2 * c[0].p_value)  # step-down: x2, then x1
+  assert (a2.verdict, c2.verdict) == ("inconclusive", "better")
+  assert c2.margin == 0.5 and a2.interval == a[0].interval
+  # A verdict can change: "equivalent" needs no p-value, "better" does.
+  eq = stats.compare_pairs({"e": [0.01, 0.02, 0.0], "f": [0.0, 0.0, 0.0]}, [("e", "f")])
+  alone = stats.compare_pairs({"g": [1.0, 2.0, 3.0, 2.0], "h": [0.0] * 4}, [("g", "h")])
+  assert alone[0].verdict == "better" and 0.01 < alone[0].p_value < 0.02
+  out = stats.holm_family(eq, [alone[0]] * 3)
+  assert out[0][0].verdict == "equivalent"
+  assert {c.verdict for c in out[1]} == {"inconclusive"}  # p x 3 > 0.05
+  assert stats.holm_family() == [] and stats.holm_family([]) == [[]]
+
+
 def test_compare_pairs_validates():
   accuracy, correct = _arms()
   with pytest.raises(ValueError, match="unknown arm"):
