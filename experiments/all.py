@@ -10,9 +10,10 @@ unfinished ones from their last completed epoch (see `experiments.runs`).
 
 Before training, it prints an estimate of its wall time per experiment and in total:
 each experiment's plan (`harness.plan`: models x epochs x training images x FLOPs per
-example of every variant's grid) times the seconds per FLOP of this machine, timed on a
-small vmapped program at the start (`harness.measure_speed`, a few seconds), plus that
-program's compile time per run; runs already finished in ``OUT`` count nothing. Grid
+example of every variant's grid, and its optimizer steps) at this machine's seconds per
+FLOP and per model-step, fit on two small vmapped programs at the start (a wide net at
+batch 128, a narrow one at batch 32: `harness.measure_speed`, a few seconds), plus a
+compile time per run; runs already finished in ``OUT`` count nothing. Grid
 extensions can add to it: "about X min, up to Y min with grid extensions". The suite's
 defaults are cut to fit `BUDGET_MINUTES` on a 2-core CPU (each experiment's report says
 what it cut).
@@ -69,11 +70,13 @@ class Settings:
 
 
 def estimate_rows(plans: Mapping[str, Sequence[harness.Cost]], seconds_per_flop: float,
-                  compile_seconds: float) -> list[dict[str, Any]]:
+                  compile_seconds: float,
+                  seconds_per_model_step: float = 0.0) -> list[dict[str, Any]]:
   """Per experiment: minutes (and the most with grid extensions), runs and model-epochs."""
   rows = []
   for name, costs in plans.items():
-    low, high = harness.estimate(costs, seconds_per_flop, compile_seconds)
+    low, high = harness.estimate(costs, seconds_per_flop, compile_seconds,
+                                 seconds_per_model_step)
     rows.append({"name": name, "minutes": low / 60, "max_minutes": high / 60,
                  "runs": len(costs), "done": sum(c.done for c in costs),
                  "model_epochs": sum(c.model_epochs for c in costs if not c.done)})
@@ -81,11 +84,12 @@ def estimate_rows(plans: Mapping[str, Sequence[harness.Cost]], seconds_per_flop:
 
 
 def estimate_text(rows: Sequence[dict[str, Any]], seconds_per_flop: float,
-                  compile_seconds: float) -> str:
+                  compile_seconds: float, seconds_per_model_step: float = 0.0) -> str:
   """The estimate as printed before the start: one line per experiment, then the total."""
   lines = [f"Estimated wall time (each variant's models x epochs x images x FLOPs at "
-           f"{seconds_per_flop:.3g} s per FLOP, timed here, plus {compile_seconds:.0f} s of "
-           "compilation per run; finished runs count nothing):"]
+           f"{seconds_per_flop:.3g} s per FLOP and its model-steps at "
+           f"{1e3 * seconds_per_model_step:.3g} ms each, both timed here, plus "
+           f"{compile_seconds:.0f} s of compilation per run; finished runs count nothing):"]
   width = max((len(r["name"]) for r in rows), default=0)
   for r in rows:
     done = f", {r['done']} of {r['runs']} first runs finished" if r["done"] else ""
@@ -198,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       section.strip() + "\n" for section in sections))
   outputs.write_json(os.path.join(s.out, "all.json"), outputs.json_ready(
       {"environment": env, "sections": rows, "total_seconds": total, "estimate": planned,
-       "seconds_per_flop": speed[0], "compile_seconds": speed[1],
+       "speed": harness.Speed(*speed)._asdict(),
        "report": os.path.abspath(report), "argv": list(sys.argv[1:] if argv is None else argv)}))
   if outputs.is_writer():
     print(f"\nwrote {report} ({len(sections)} sections) in {total / 60:.1f} min", flush=True)

@@ -20,15 +20,15 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from experiments import cli, outputs, protocol, runs, stats
 
-__all__ = ["Cost", "Experiment", "Outcome", "Report", "Settings", "Splits", "Variant", "compare",
-           "compile_fast", "default_splits", "estimate", "join_processes", "load", "main",
-           "measure_speed", "plan", "settings_of"]
+__all__ = ["Cost", "Experiment", "Outcome", "Report", "Settings", "Speed", "Splits", "Variant",
+           "compare", "compile_fast", "default_splits", "estimate", "fit_speed", "join_processes",
+           "load", "main", "measure_speed", "plan", "settings_of"]
 
 _NOT_COMPARED = ("out", "no_progress", "mnist_dir", "data_dir")  # settings that change no number
 
@@ -461,6 +461,7 @@ class Cost:
     extension_models: the models one grid extension adds (a rate x the other points).
     max_extensions: how many extensions the protocol may add (0 without selection).
     done: the first run is finished in ``OUT`` (it is read back, not trained).
+    batch: the training batch size (`model_steps`).
   """
 
   variant: str
@@ -474,6 +475,7 @@ class Cost:
   extension_models: int = 0
   max_extensions: int = 0
   done: bool = False
+  batch: int = 128
 
   @property
   def flops_per_example(self) -> int:
@@ -486,6 +488,11 @@ class Cost:
                                 + 2 * self.weights * self.eval_examples)
                  + 2 * self.weights * self.final_examples)
     return float(self.models if models is None else models) * per_model
+
+  def model_steps(self, models: int | None = None) -> float:
+    """Optimizer steps summed over `models` models (default: the run's)."""
+    return float(self.models if models is None else models) * self.epochs * (
+        self.examples // max(self.batch, 1))
 
   @property
   def model_epochs(self) -> float:
@@ -531,34 +538,62 @@ def plan(experiment: Experiment, settings, mnist) -> list[Cost]:
         _mlp_weights(int(np.prod(np.shape(split.train[0])[1:])), config.hidden,
                      config.num_classes),
         combos * len(seeds) if selects else 0, protocol.MAX_EXTENSIONS if selects else 0,
-        os.path.exists(os.path.join(settings.out, "runs", run_id, "result.json"))))
+        os.path.exists(os.path.join(settings.out, "runs", run_id, "result.json")),
+        config.batch_size))
   return out
 
 
-def estimate(costs: Sequence[Cost], seconds_per_flop: float,
-             compile_seconds: float) -> tuple[float, float]:
+class Speed(NamedTuple):
+  """This machine's training speed (`measure_speed`): time = FLOPs x `seconds_per_flop` +
+  model-steps x `seconds_per_model_step`, plus `compile_seconds` per program."""
+
+  seconds_per_flop: float
+  compile_seconds: float
+  seconds_per_model_step: float = 0.0
+
+
+def estimate(costs: Sequence[Cost], seconds_per_flop: float, compile_seconds: float,
+             seconds_per_model_step: float = 0.0) -> tuple[float, float]:
   """Seconds to train `costs` (finished runs count 0), and the most with grid extensions.
 
-  Each run costs its FLOPs x `seconds_per_flop` plus `compile_seconds` (one program); the
-  second number adds every possible extension in one direction (`Cost.max_extensions`
-  runs of `Cost.extension_models` models each, every one a program of its own).
+  Each run costs its FLOPs x `seconds_per_flop`, its model-steps (`Cost.model_steps`) x
+  `seconds_per_model_step` (what small matrices and small batches cost beyond their FLOPs)
+  and `compile_seconds` (one program); the second number adds every possible extension in
+  one direction (`Cost.max_extensions` runs of `Cost.extension_models` models each, every
+  one a program of its own).
   """
-  base = extra = 0.0
-  for c in costs:
-    if not c.done:
-      base += c.flops() * seconds_per_flop + compile_seconds
-    extra += c.max_extensions * (c.flops(c.extension_models) * seconds_per_flop
-                                 + compile_seconds)
+  def seconds(c: Cost, models: int | None = None) -> float:
+    return (c.flops(models) * seconds_per_flop + c.model_steps(models) * seconds_per_model_step
+            + compile_seconds)
+
+  base = sum(seconds(c) for c in costs if not c.done)
+  extra = sum(c.max_extensions * seconds(c, c.extension_models) for c in costs)
   return base, base + extra
 
 
-def measure_speed(*, hidden: Sequence[int] = (512, 512), models: int = 16,
-                  examples: int = 2048, epochs: int = 2) -> tuple[float, float]:
-  """``(seconds per FLOP, compile seconds)`` of this machine, timed on a small run.
+# The two probes of `measure_speed`: (hidden widths, batch size). A wide net at batch 128
+# (FLOP-bound) and a narrow one at batch 32 (step-bound), as the experiments' nets range.
+PROBES = (((512, 512), 128), ((64,), 32))
 
-  `models` MLPs of `hidden` train as one vmapped program on `examples` random 28x28 images
-  (batch 128, Adam), the way the experiments train: the last epoch's time over its FLOPs
-  (`Cost.flops`), and the time XLA took to compile the program. A few seconds in all.
+
+def fit_speed(times: Sequence[float], costs: Sequence[Cost], compile_seconds: float) -> Speed:
+  """The `Speed` whose two terms reproduce the two probes' epoch `times` exactly (solving
+  ``t = flops a + steps b``); b is clipped at 0 (then a fits the first probe alone)."""
+  (f1, s1), (f2, s2) = ((c.flops(), c.model_steps()) for c in costs)
+  det = f1 * s2 - f2 * s1
+  a, b = ((times[0] * s2 - times[1] * s1) / det, (f1 * times[1] - f2 * times[0]) / det) \
+      if det else (times[0] / f1, 0.0)
+  if b < 0 or a <= 0:
+    a, b = times[0] / f1, 0.0
+  return Speed(a, compile_seconds, b)
+
+
+def measure_speed(*, models: int = 16, examples: int = 2048, epochs: int = 2) -> Speed:
+  """This machine's `Speed`, timed on two small runs (`PROBES`), a few seconds each.
+
+  Each trains `models` MLPs as one vmapped program on `examples` random 28x28 images (Adam),
+  the way the experiments train; its last epoch's time is one equation of `fit_speed`. The
+  compile seconds are the wide probe's (the larger program).
   """
   import jaxloss  # pylint: disable=import-outside-toplevel
   from jaxloss import train as jt  # pylint: disable=import-outside-toplevel
@@ -569,12 +604,16 @@ def measure_speed(*, hidden: Sequence[int] = (512, 512), models: int = 16,
                   rng.integers(0, 10, examples).astype(np.int32),
                   rng.integers(0, 256, (n_eval, 28, 28), dtype=np.uint8),
                   rng.integers(0, 10, n_eval).astype(np.int32))
-  config = jt.TrainConfig(hidden=tuple(hidden), epochs=epochs, batch_size=128)
-  records = list(jt.iterate_training(config, data, seeds=tuple(range(models)), mesh=None,
-                                     loss_fn=jaxloss.get("ce").loss_from_labels))
-  cost = Cost("probe", "probe", models, 1, (examples // 128) * 128, n_eval, 0,
-              _mlp_weights(28 * 28, hidden, 10))
-  return records[-1].seconds / cost.flops(), sum(r.compile_seconds for r in records)
+  times, costs, compiled = [], [], []
+  for hidden, batch in PROBES:
+    config = jt.TrainConfig(hidden=tuple(hidden), epochs=epochs, batch_size=batch)
+    records = list(jt.iterate_training(config, data, seeds=tuple(range(models)), mesh=None,
+                                       loss_fn=jaxloss.get("ce").loss_from_labels))
+    times.append(records[-1].seconds)
+    compiled.append(sum(r.compile_seconds for r in records))
+    costs.append(Cost("probe", "probe", models, 1, (examples // batch) * batch, n_eval, 0,
+                      _mlp_weights(28 * 28, hidden, 10), batch=batch))
+  return fit_speed(times, costs, compiled[0])
 
 
 def main(experiment: Experiment, argv: Sequence[str] | None = None, *,

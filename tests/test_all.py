@@ -76,7 +76,8 @@ def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   saved = json.loads((tmp_path / "out" / "all.json").read_text())
   assert saved["sections"][0]["seconds"] == 30.0
   assert saved["estimate"][0]["minutes"] == pytest.approx(303 / 60)
-  assert saved["seconds_per_flop"] == 1e-11 and saved["compile_seconds"] == 3.0
+  assert saved["speed"] == {"seconds_per_flop": 1e-11, "compile_seconds": 3.0,
+                            "seconds_per_model_step": 0.0}
 
 
 def test_estimate_only_prints_the_estimate_and_trains_nothing(tmp_path, monkeypatch, capsys):
@@ -105,6 +106,23 @@ def test_estimate_counts_finished_runs_nothing_and_extensions_apart():
   assert rows[0]["done"] == 1 and rows[0]["runs"] == 2 and rows[0]["model_epochs"] == 100
   text = suite.estimate_text(rows * 40, 1e-11, 3.0)
   assert "1 of 2 first runs finished" in text and "over the suite's 180-minute budget" in text
+  # The step term: 25 models x 4 epochs x 390 steps (batch 128) at 1 ms each.
+  steps = harness.estimate([fake_cost("a")], 1e-11, 3.0, 1e-3)[0] - low
+  assert steps == pytest.approx(25 * 4 * (50000 // 128) * 1e-3)
+  assert fake_cost("a", batch=32).model_steps(5) == 5 * 4 * (50000 // 32)
+
+
+def test_fit_speed_solves_the_two_probes():
+  wide, narrow = fake_cost("w"), fake_cost("n", weights=10**4, batch=32)
+  a, b = 2e-11, 3e-4
+  times = [c.flops() * a + c.model_steps() * b for c in (wide, narrow)]
+  speed = harness.fit_speed(times, [wide, narrow], 5.0)
+  assert speed.seconds_per_flop == pytest.approx(a) and speed.compile_seconds == 5.0
+  assert speed.seconds_per_model_step == pytest.approx(b)
+  assert harness.estimate([narrow], *speed)[0] == pytest.approx(times[1] + 5.0)
+  # A narrow probe no slower per FLOP than the wide one: no step term (b would be < 0).
+  flat = harness.fit_speed([wide.flops() * a, narrow.flops() * a * 0.5], [wide, narrow], 5.0)
+  assert flat == harness.Speed(pytest.approx(a), 5.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
