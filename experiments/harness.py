@@ -417,7 +417,8 @@ def _selection_markdown(outcomes: Mapping[str, Outcome]) -> str:
         + f": {row['score']:.4g}" for row in o.selected.table)
     chosen = " ".join(f"{k} {v:g}" for k, v in o.selected.point.items())
     grown = f" (grid grown to {', '.join(f'{r:g}' for r in o.selected.extended)})" \
-        if o.selected.extended else ""
+        if o.selected.extended else f" ({o.variant.rate_from}'s rate, not selected)" \
+        if o.variant.rate_from else ""
     lines.append(f"| {name} | {chosen}{grown} | {cells} |")
   return "\n".join(lines)
 

@@ -88,7 +88,7 @@ def test_a_variant_continues_from_an_earlier_ones_selected_models(tmp_path, caps
   assert (run / "src-grid" / "final_params.npz").exists()
   assert json.loads((run / "still-grid" / "run.json").read_text())["init_params"] == "given"
   assert summary["train_seconds"] > 0
-  capsys.readouterr()
+  assert f"| still | lr {lr:g} (src's rate, not selected) |" in capsys.readouterr().out
   again = harness.main(_tiny_experiment(variants), argv, mnist=mnist)  # read back
   assert again["variants"] == summary["variants"]
   assert "training it again" not in capsys.readouterr().out
