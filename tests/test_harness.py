@@ -71,7 +71,7 @@ def test_a_variant_continues_from_an_earlier_ones_selected_models(tmp_path, caps
   variants = [harness.Variant("src", ce, train=net, keep_final=True),
               harness.Variant("still", frozen, train=net, start_from="src", rate_from="src"),
               harness.Variant("fresh", frozen, train=net, rate_from="src")]
-  argv = ["--seeds", "2", "--lrs", "1e-3,1e-2", "--epochs", "2", "--val-size", "64",
+  argv = ["--seeds", "2", "--lrs", "0.1,0.3,1", "--epochs", "2", "--val-size", "64",
           "--out", str(tmp_path / "out"), "--no-progress"]
   mnist = prototype_images(320, 64, side=4)
   summary = harness.main(_tiny_experiment(variants), argv, mnist=mnist)
