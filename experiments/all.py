@@ -172,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows.append({"name": name, "title": summary["title"], "headline": summary["headline"],
                  "seconds": float(summary.get("train_seconds", summary["wall_seconds"])),
                  "session_seconds": time.perf_counter() - t0,
-                 "estimate": next(p for p in planned if p["name"] == name)})
+                 "estimate": next(p for p in planned if p["name"] == name),
+                 "edges": {v: info["edge"] for v, info in summary.get("variants", {}).items()
+                           if info.get("edge")}})
 
   total = time.perf_counter() - t_all
   dev = env["device"]
@@ -196,6 +198,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     headline = r["headline"].replace("|", "\\|")
     lines.append(f"| `python -m experiments.{r['name']}` | {r['title']} | {headline} | "
                  f"{r['seconds'] / 60:.1f} min ({r['estimate']['minutes']:.0f}) |")
+  edges = [f"{r['name']} `{v}` ({edge})" for r in rows for v, edge in r["edges"].items()]
+  lines += ["", "Selections whose winning rate sits on an edge of the rates tried, after the "
+            "grid grew as far as the protocol lets it (the optimum is not bracketed: that loss "
+            "may do better further out): " + "; ".join(edges) + "." if edges else
+            "Every selected rate lies inside the rates tried (the grid brackets the optimum)."]
   lines += ["", "Every section below is the experiment's own `summary.md`, written by the "
             "command shown; figures are copied into `report/`.", ""]
   outputs.write_text(report, "\n".join(lines) + "\n" + "\n\n".join(

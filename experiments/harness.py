@@ -419,6 +419,8 @@ def _selection_markdown(outcomes: Mapping[str, Outcome]) -> str:
     grown = f" (grid grown to {', '.join(f'{r:g}' for r in o.selected.extended)})" \
         if o.selected.extended else f" ({o.variant.rate_from}'s rate, not selected)" \
         if o.variant.rate_from else ""
+    if edge := o.selected.edge:
+      grown += f"; **on the {edge} edge of the rates tried: the optimum is not bracketed**"
     lines.append(f"| {name} | {chosen}{grown} | {cells} |")
   return "\n".join(lines)
 
@@ -670,6 +672,7 @@ def main(experiment: Experiment, argv: Sequence[str] | None = None, *,
              "verdict": report.verdict, "headline": report.headline or report.verdict,
              "settings": _settings_record(settings),
              "variants": {n: {"selected": o.selected.point, "extended": o.selected.extended,
+                              "edge": o.selected.edge,
                               "selection": o.selected.table,
                               "test": {k: v for k, v in o.test.items() if np.ndim(v) == 1},
                               **o.variant.describe, **_dependencies(o.variant)}

@@ -65,6 +65,16 @@ class Selected:
   def lr(self) -> float:
     return self.point["lr"]
 
+  @property
+  def edge(self) -> str | None:
+    """``"upper"`` or ``"lower"`` where the selected rate is the largest or smallest rate
+    tried, after any extension: the grid does not bracket the optimum. None inside it, or
+    when a single rate was tried (nothing selected)."""
+    rates = sorted({row["lr"] for row in self.table})
+    if len(rates) < 2 or rates[0] < self.lr < rates[-1]:
+      return None
+    return "upper" if self.lr == rates[-1] else "lower"
+
 
 def _score(result: runs.RunResult, metric: str) -> tuple[float, float]:
   final = result.final(metric)

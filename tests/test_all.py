@@ -28,7 +28,7 @@ def patch_planning(monkeypatch, calls):
   monkeypatch.setattr(suite.harness, "measure_speed", lambda: (1e-11, 3.0))
 
 
-def fake_harness_main(calls, tmp_path):
+def fake_harness_main(calls, tmp_path, edge=False):
   """A stand-in for harness.main: writes summary.md and a figure, returns the summary."""
 
   def main(experiment, argv, *, mnist):
@@ -41,6 +41,7 @@ def fake_harness_main(calls, tmp_path):
     (out / "summary.md").write_text(f"## Question of {name}?\n\n**Verdict.** Long.\n\n"
                                     "![curves](curves.png)\n")
     return {"verdict": "Long.", "headline": f"{name} says yes.", "wall_seconds": 12.0,
+            "variants": {"a": {"edge": None}, "b": {"edge": "upper" if edge else None}},
             "train_seconds": 30.0,  # its runs' time, in all invocations
             "title": f"Question of {name}?"}
 
@@ -66,6 +67,7 @@ def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   assert "QUICK MODE" in text
   # 25 x 4 x 50000 x 6e6 FLOPs x 1e-11 s + 3 s = 303 s a run; 2 x 2 extensions of 63 s.
   assert "Training took 1.0 min in all" in text
+  assert "Every selected rate lies inside the rates tried" in text
   assert "against an estimate before its start of about 10 min, up to 14 min with grid " \
          "extensions (the suite's defaults are cut to fit 180 min" in text
   assert "| `python -m experiments.zoo` | Question of zoo? | zoo says yes. | 0.5 min (5) |" in text
@@ -94,6 +96,20 @@ def test_estimate_only_prints_the_estimate_and_trains_nothing(tmp_path, monkeypa
          "to train" in out
   assert "  total: about 35 min, up to 50 min with grid extensions" in out
   assert not (tmp_path / "out").exists()
+
+
+def test_report_lists_the_selections_on_an_edge(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(suite.importlib, "import_module", lambda mod: types.SimpleNamespace(
+      EXPERIMENT=types.SimpleNamespace(name=mod.split(".")[-1])))
+  monkeypatch.setattr(suite.harness, "main", fake_harness_main(calls, tmp_path, edge=True))
+  monkeypatch.setattr(suite.harness, "load", lambda settings: "MNIST")
+  patch_planning(monkeypatch, calls)
+  report = tmp_path / "REPORT.md"
+  suite.main(["--only", "zoo,open_set", "--out", str(tmp_path / "out"), "--report", str(report),
+              "--quick", "--no-progress"])
+  assert "the optimum is not bracketed: that loss may do better further out): zoo `b` " \
+         "(upper); open_set `b` (upper)." in report.read_text()
 
 
 def test_estimate_counts_finished_runs_nothing_and_extensions_apart():

@@ -61,6 +61,7 @@ def test_edge_winner_grows_the_grid_at_most_twice_and_reads_back(tmp_path):
   sel = picked[()]
   assert [c[0] for c in calls] == ["grid", "up1", "up2"]
   assert sel.extended == [3.16228e-2, 0.1]
+  assert sel.edge == ("upper" if sel.lr == 0.1 else None)
   assert [row["lr"] for row in sel.table] == [1e-3, 1e-2, 3.16228e-2, 0.1]
   best = max(sel.table, key=lambda r: r["score"])
   assert sel.point == {"lr": best["lr"], "alpha": 0.1} or sel.point == {"lr": best["lr"]}
@@ -75,6 +76,15 @@ def test_edge_winner_grows_the_grid_at_most_twice_and_reads_back(tmp_path):
                                    test=TEST, out_dir=str(tmp_path), say=lambda t: None)[()]
   assert all(r.resumed_from is None for r in again.results)  # read back, nothing retrained
   np.testing.assert_array_equal(again.result.test["correct"], sel.result.test["correct"])
+
+
+@pytest.mark.parametrize("lr, rates, edge", [
+    (0.1, (1e-3, 1e-2, 0.1), "upper"), (1e-3, (1e-3, 1e-2, 0.1), "lower"),
+    (1e-2, (1e-3, 1e-2, 0.1), None), (1e-2, (1e-2,), None),
+    (1e-2, (1e-3, 1e-3, 1e-2, 1e-2), "upper")])  # rows per loss hyperparameter value
+def test_selected_says_when_the_winner_is_on_an_edge(lr, rates, edge):
+  table = [{"lr": r, "score": 0.5} for r in rates]
+  assert protocol.Selected({"lr": lr}, table, [], None, []).edge == edge
 
 
 def test_sweep_reports_each_value_and_params_are_selected_jointly(tmp_path):
