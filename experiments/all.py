@@ -72,12 +72,16 @@ class Settings:
 def estimate_rows(plans: Mapping[str, Sequence[harness.Cost]], seconds_per_flop: float,
                   compile_seconds: float,
                   seconds_per_model_step: float = 0.0) -> list[dict[str, Any]]:
-  """Per experiment: minutes (and the most with grid extensions), runs and model-epochs."""
+  """Per experiment: minutes left to train (and the most with grid extensions), the minutes of
+  the whole experiment, finished runs included (without extensions), runs and model-epochs."""
   rows = []
   for name, costs in plans.items():
     low, high = harness.estimate(costs, seconds_per_flop, compile_seconds,
                                  seconds_per_model_step)
+    whole = harness.estimate([dataclasses.replace(c, done=False) for c in costs],
+                             seconds_per_flop, compile_seconds, seconds_per_model_step)[0]
     rows.append({"name": name, "minutes": low / 60, "max_minutes": high / 60,
+                 "whole_minutes": whole / 60,  # finished runs counted too
                  "runs": len(costs), "done": sum(c.done for c in costs),
                  "model_epochs": sum(c.model_epochs for c in costs if not c.done)})
   return rows
@@ -178,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
   total = time.perf_counter() - t_all
   dev = env["device"]
-  low, high = (sum(p[k] for p in planned) for k in ("minutes", "max_minutes"))
+  low, high, whole = (sum(p[k] for p in planned)
+                      for k in ("minutes", "max_minutes", "whole_minutes"))
   trained = sum(r["seconds"] for r in rows)
   lines = [
       "# jaxloss experiment report" + (" (QUICK MODE: smoke run, numbers meaningless)"
@@ -188,16 +193,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       f"{dev['device_count']} device(s)), jax {env['versions']['jax']}, "
       f"{env.get('processor') or ''}. Training took {trained / 60:.1f} min in all (each "
       "run's training and evaluation time, in whichever invocation trained it: the suite is "
-      f"resumable); this invocation, started {env['started']}, took {total / 60:.1f} min "
-      "(finished runs are read back, not retrained), against an estimate before its start "
-      f"of about {low:.0f} min, up to {high:.0f} min with grid extensions (the suite's "
-      f"defaults are cut to fit {BUDGET_MINUTES} min on a 2-core CPU).", "",
+      f"resumable), against an estimate of about {whole:.0f} min for the whole suite before "
+      "grid extensions, made at this invocation's start from a timing of this machine then "
+      f"(`harness.measure_speed`). This invocation, started {env['started']}, took "
+      f"{total / 60:.1f} min (finished runs are read back, not retrained); at its start about "
+      f"{low:.0f} min were left to train, up to {high:.0f} min with grid extensions. The "
+      f"suite's defaults are cut to fit {BUDGET_MINUTES} min on a 2-core CPU.", "",
       "## At a glance", "", "| experiment | question | finding | training min (estimate) |",
       "|---|---|---|---|"]
   for r in rows:
     headline = r["headline"].replace("|", "\\|")
     lines.append(f"| `python -m experiments.{r['name']}` | {r['title']} | {headline} | "
-                 f"{r['seconds'] / 60:.1f} min ({r['estimate']['minutes']:.0f}) |")
+                 f"{r['seconds'] / 60:.1f} min ({r['estimate']['whole_minutes']:.0f}) |")
   edges = [f"{r['name']} `{v}` ({edge})" for r in rows for v, edge in r["edges"].items()]
   lines += ["", "Selections whose winning rate sits on an edge of the rates tried, after the "
             "grid grew as far as the protocol lets it (the optimum is not bracketed: that loss "

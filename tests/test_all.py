@@ -68,8 +68,9 @@ def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   # 25 x 4 x 50000 x 6e6 FLOPs x 1e-11 s + 3 s = 303 s a run; 2 x 2 extensions of 63 s.
   assert "Training took 1.0 min in all" in text
   assert "Every selected rate lies inside the rates tried" in text
-  assert "against an estimate before its start of about 10 min, up to 14 min with grid " \
-         "extensions (the suite's defaults are cut to fit 180 min" in text
+  assert "against an estimate of about 10 min for the whole suite before grid extensions" in text
+  assert "at its start about 10 min were left to train, up to 14 min with grid extensions. " \
+         "The suite's defaults are cut to fit 180 min" in text
   assert "| `python -m experiments.zoo` | Question of zoo? | zoo says yes. | 0.5 min (5) |" in text
   assert "![curves](report/zoo/curves.png)" in text
   assert "![curves](report/open_set/curves.png)" in text
@@ -120,6 +121,8 @@ def test_estimate_counts_finished_runs_nothing_and_extensions_apart():
   assert high - low == pytest.approx(4 * one_extension)  # 2 of a's, and 2 of b's (an upper bound)
   rows = suite.estimate_rows({"x": [fake_cost("a"), done]}, 1e-11, 3.0)
   assert rows[0]["done"] == 1 and rows[0]["runs"] == 2 and rows[0]["model_epochs"] == 100
+  assert rows[0]["minutes"] == pytest.approx(low / 60)  # what is left: a's run
+  assert rows[0]["whole_minutes"] == pytest.approx((low + one_extension) / 60)  # b's run too
   text = suite.estimate_text(rows * 40, 1e-11, 3.0)
   assert "1 of 2 first runs finished" in text and "over the suite's 180-minute budget" in text
   # The step term: 25 models x 4 epochs x 390 steps (batch 128) at 1 ms each.
