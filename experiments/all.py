@@ -108,9 +108,13 @@ def estimate_text(rows: Sequence[dict[str, Any]], seconds_per_flop: float,
 
 
 def relink_figures(markdown: str, name: str, figures: Sequence[str], report_dir: str) -> str:
-  """Copies `figures` to ``report_dir/report/NAME/`` and points the section's links there."""
+  """Copies `figures` to ``report_dir/report/NAME/`` and points the section's links there.
+
+  The folder is emptied first: it holds this section's figures only, none left from an
+  earlier report."""
   target = os.path.join(report_dir, "report", name)
-  os.makedirs(target, exist_ok=True)
+  shutil.rmtree(target, ignore_errors=True)
+  os.makedirs(target)
   for path in figures:
     base = os.path.basename(path)
     shutil.copyfile(path, os.path.join(target, base))

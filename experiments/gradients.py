@@ -351,6 +351,8 @@ def build_report(s: Settings, outcomes: Mapping[str, harness.Outcome],
   parts = [
       "**(a) Analytic** (analytic.png): every multi-class loss; values at the margins in "
       "summary.json, curves in analytic.json.",
+      "![loss and true-class gradient against the margin, every multi-class loss]"
+      "(analytic.png)",
       f"**(b) Training** (training.png), MLP 784-{'-'.join(map(str, s.hidden))}-10"
       + (" (narrower than the headline's 784-512-512-10, which costs 3x more: the suite's "
          "budget; the mechanism is per logit)" if tuple(s.hidden) != (512, 512) else "")
@@ -362,6 +364,7 @@ def build_report(s: Settings, outcomes: Mapping[str, harness.Outcome],
                                    *([r["loss"], *(r[k] for k in keys)] for r in rows)])]
   if arm_rows:
     parts += _intervention_markdown(s, arm_rows, inter)
+  parts.append("![test accuracy, gradient norms and interventions per epoch](training.png)")
   summary = {"analytic": {"others_level": s.others_level, "at_margin": at}, "rows": rows,
              "comparisons": [dataclasses.asdict(c) for c in comps],
              "norm_contrasts": [dataclasses.asdict(c) for c, _ in norms],

@@ -56,6 +56,9 @@ def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   monkeypatch.setattr(suite.harness, "load", lambda settings: "MNIST")
   patch_planning(monkeypatch, calls)
   report = tmp_path / "rep" / "REPORT.md"
+  stale = tmp_path / "rep" / "report" / "zoo" / "old_figure.png"  # from an earlier report
+  stale.parent.mkdir(parents=True)
+  stale.write_bytes(b"old")
   result = suite.main(["--only", "zoo,open_set", "--out", str(tmp_path / "out"),
                        "--report", str(report), "--quick", "--mnist-dir", "/m", "--no-progress"])
   assert [c for c in calls if c[0] == "plan"] == [("plan", "zoo"), ("plan", "open_set")]
@@ -75,6 +78,7 @@ def test_report_collects_sections_figures_and_headlines(tmp_path, monkeypatch):
   assert "![curves](report/zoo/curves.png)" in text
   assert "![curves](report/open_set/curves.png)" in text
   assert (tmp_path / "rep" / "report" / "zoo" / "curves.png").read_bytes().startswith(b"\x89PNG")
+  assert not stale.exists()  # the report's figure folders hold this report's figures only
   assert [s["name"] for s in result["sections"]] == ["zoo", "open_set"]
   saved = json.loads((tmp_path / "out" / "all.json").read_text())
   assert saved["sections"][0]["seconds"] == 30.0
