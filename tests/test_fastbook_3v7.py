@@ -90,11 +90,14 @@ def test_variants_are_the_books_setups():
   assert book.train == {**vs["simple_net-mnist_loss"].train, "shuffle": False, "drop_last": False}
   assert book.describe == {"model": "simple_net", "loss": "mnist_loss", "loader": "book",
                            "rate": "book"}
-  # Own rates: half decades from a tenth to ten times the book's, selected on held-out images.
+  # Own rates: half decades from a hundredth to a hundred times the book's, selected on
+  # held-out images.
   own = vs["linear-bce-selected"]
   assert own.data == "3v7-select" and own.train == vs["linear-bce"].train
-  assert own.rates == (0.1, 0.316228, 1.0, 3.16228, 10.0) == fb.select_grid(1.0)
-  assert vs["simple_net-mnist_loss-selected"].rates == fb.select_grid(0.1, 2)
+  assert own.rates == (0.01, 0.0316228, 0.1, 0.316228, 1.0, 3.16228, 10.0, 31.6228, 100.0) \
+      == fb.select_grid(1.0, 4)
+  assert fb.select_grid(1.0) == (0.1, 0.316228, 1.0, 3.16228, 10.0)
+  assert vs["simple_net-mnist_loss-selected"].rates == fb.select_grid(0.1, 4)
   assert fb.select_grid(0.1, 0) == (0.1,)
   assert [v.name for v in fb.variants(fb.Settings(loader="book", select_size=0))] == [
       f"{m}-{loss}-book" for m in fb.MODELS for loss in fb.LOSSES]
