@@ -154,8 +154,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   t_all = time.perf_counter()
   experiments = {name: importlib.import_module(f"experiments.{name}").EXPERIMENT
                  for name in s.only}
-  plans = {name: harness.plan(exp, harness.settings_of(exp, _argv(s, os.path.join(s.out, name), name)),
-                              mnist) for name, exp in experiments.items()}
+  plans = {name: harness.plan(
+      exp, harness.settings_of(exp, _argv(s, os.path.join(s.out, name), name)), mnist)
+           for name, exp in experiments.items()}
   speed = harness.measure_speed()
   planned = estimate_rows(plans, *speed)
   estimate = estimate_text(planned, *speed)

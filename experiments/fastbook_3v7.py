@@ -13,9 +13,9 @@ early dip (``simple_net`` 50.8% after epoch 1) come from its batches? Besides, e
 OWN rate (``-selected`` arms, ``--select-size``): a grid of half decades from a hundredth to a
 hundred times the book's rate (``--select-span``; as wide as that because plain SGD on the
 bounded ``mnist_loss`` wants rates far above the book's: a narrower grid left the linear
-model's optimum unbracketed even after the protocol's two extensions), selected on training 3s and 7s held out (the book's
-validation set is the test split, so nothing is tuned on it), reported once on the book's
-validation set.
+model's optimum unbracketed even after the protocol's two extensions), selected on training
+3s and 7s held out (the book's validation set is the test split, so nothing is tuned on it),
+reported once on the book's validation set.
 Verdicts, one Holm family: BCE vs mnist_loss per model (book's rates, then own rates), and with
 ``both`` the book's loader vs shuffled batches for mnist_loss (after epoch 1: paired t; final:
 McNemar); each arm minus the book's printed run (`BOOK`) after epoch 1 and at the end, 95%
